@@ -1,0 +1,1 @@
+//! GitLab stand-in (work in progress).
