@@ -1,0 +1,12 @@
+//! kas: the GitLab-side server agents connect to.
+
+pub mod agent_auth;
+pub mod gateway;
+pub mod gitlab;
+pub mod listener;
+pub mod router;
+pub mod server;
+pub mod tracker;
+pub mod tunnel_server;
+
+pub use server::{Kas, KasOptions};

@@ -1,0 +1,240 @@
+//! kas's side of `ReverseTunnel/Connect`: one task per tunnel stream.
+//!
+//! Lifecycle of a stream: authenticate the agent token, read the descriptor, then sit idle in the
+//! [`Registry`] until a call is handed over (or the connection reaches its maximum age, which ends an
+//! idle tunnel with OK so agentk re-dials). A call is forwarded as request_info / message* /
+//! close_send; the agent answers header / message* / trailer / error?, checked against the
+//! `ConnectRequest` automaton. Any violation ends the stream with InvalidArgument.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::agent_auth::{AgentAuth, bearer_token};
+use crate::grpc::status;
+use crate::proto::reverse_tunnel::rpc::{
+    CloseSend, ConnectRequest, ConnectResponse, Message, RequestInfo, connect_request,
+    connect_response, reverse_tunnel_server::ReverseTunnel,
+};
+use crate::tunnel::automaton::{CONNECT_REQUEST, Checker, EOF};
+use crate::tunnel::call::{CallEvent, OutboundCall};
+use crate::tunnel::registry::{AgentId, Descriptor, Handoff, Registry};
+
+/// Put into each request's extensions by the agent listener: cancelled when the HTTP/2 connection
+/// reaches its maximum age.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionAge(pub CancellationToken);
+
+/// The `ReverseTunnel` gRPC service.
+#[derive(Debug, Clone)]
+pub struct TunnelServer {
+    registry: Registry,
+    auth: AgentAuth,
+}
+
+impl TunnelServer {
+    pub fn new(registry: Registry, auth: AgentAuth) -> Self {
+        Self { registry, auth }
+    }
+}
+
+type Out = mpsc::Sender<Result<ConnectResponse, Status>>;
+
+#[tonic::async_trait]
+impl ReverseTunnel for TunnelServer {
+    type ConnectStream = ReceiverStream<Result<ConnectResponse, Status>>;
+
+    async fn connect(
+        &self,
+        req: Request<Streaming<ConnectRequest>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let token = bearer_token(req.metadata())?;
+        let agent = self
+            .auth
+            .agent_info(&token)
+            .await
+            .map_err(|e| e.to_status())?;
+        let age = req
+            .extensions()
+            .get::<ConnectionAge>()
+            .cloned()
+            .unwrap_or_default();
+        let inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            if let Err(status) = run(registry, agent.id, inbound, &tx, age.0).await {
+                tracing::debug!(agent_id = agent.id, code = ?status.code(), message = status.message(), "tunnel ended with error");
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+async fn run(
+    registry: Registry,
+    agent_id: AgentId,
+    mut inbound: Streaming<ConnectRequest>,
+    out: &Out,
+    age: CancellationToken,
+) -> Result<(), Status> {
+    let mut order = Checker::new(&CONNECT_REQUEST);
+    let first = inbound.message().await?;
+    let descriptor = match first.and_then(|m| m.msg) {
+        Some(connect_request::Msg::Descriptor(d)) => {
+            order.accept(1)?;
+            let d = d.agent_descriptor.ok_or_else(|| {
+                Status::invalid_argument("descriptor: agent_descriptor is required")
+            })?;
+            Arc::new(
+                Descriptor::from_proto(&d).map_err(|e| Status::invalid_argument(e.to_string()))?,
+            )
+        }
+        Some(other) => {
+            return Err(order
+                .accept(field_of(&other))
+                .map_or_else(Status::from, |_| Status::internal("unreachable")));
+        }
+        None => {
+            return Err(Status::invalid_argument(
+                "ConnectRequest: expected a descriptor first",
+            ));
+        }
+    };
+    let _connection = registry.connect(agent_id);
+    loop {
+        let mut reg = registry.register(agent_id, descriptor.clone());
+        tokio::select! {
+            biased;
+            handoff = &mut reg.rx => match handoff {
+                Ok(handoff) => {
+                    drop(reg);
+                    return forward(handoff, inbound, out, order).await;
+                }
+                // The handle was dropped unused: the tunnel is idle again.
+                Err(_) => continue,
+            },
+            msg = inbound.message() => return match msg {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err(Status::invalid_argument("ConnectRequest: message from agent before any request was sent")),
+                Err(s) => Err(s),
+            },
+            () = age.cancelled() => {
+                // Maximum connection age: end the idle tunnel with OK; agentk re-dials at once, on a new
+                // connection because this one has sent GOAWAY.
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn field_of(m: &connect_request::Msg) -> i32 {
+    match m {
+        connect_request::Msg::Descriptor(_) => 1,
+        connect_request::Msg::Header(_) => 2,
+        connect_request::Msg::Message(_) => 3,
+        connect_request::Msg::Trailer(_) => 4,
+        connect_request::Msg::Error(_) => 5,
+    }
+}
+
+async fn forward(
+    (call, reply): Handoff,
+    mut inbound: Streaming<ConnectRequest>,
+    out: &Out,
+    mut order: Checker,
+) -> Result<(), Status> {
+    let OutboundCall {
+        method,
+        meta,
+        mut requests,
+    } = call;
+    let info = ConnectResponse {
+        msg: Some(connect_response::Msg::RequestInfo(RequestInfo {
+            method_name: method.clone(),
+            meta: meta.clone(),
+        })),
+    };
+    if out.send(Ok(info)).await.is_err() {
+        // The stream died while idle: give the call back for another tunnel.
+        let _ = reply.send(Err(OutboundCall {
+            method,
+            meta,
+            requests,
+        }));
+        return Ok(());
+    }
+    let (events_tx, events_rx) = mpsc::channel(16);
+    if reply.send(Ok(events_rx)).is_err() {
+        return Err(Status::cancelled("caller went away"));
+    }
+    let mut client_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            msg = inbound.message() => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(s) => {
+                        let _ = events_tx.send(Err(Status::unavailable(format!("tunnel broke: {}", s.message())))).await;
+                        return Ok(());
+                    }
+                };
+                let Some(msg) = msg else {
+                    if let Err(e) = order.accept(EOF) {
+                        let _ = events_tx.send(Err(Status::unavailable(format!("tunnel ended mid-call: {e}")))).await;
+                    }
+                    return Ok(());
+                };
+                let Some(msg) = msg.msg else {
+                    let e = order.accept_msg(None).unwrap_err();
+                    let _ = events_tx.send(Err(Status::unavailable(format!("agent protocol violation: {e}")))).await;
+                    return Err(e.into());
+                };
+                if let Err(e) = order.accept(field_of(&msg)) {
+                    let _ = events_tx.send(Err(Status::unavailable(format!("agent protocol violation: {e}")))).await;
+                    return Err(e.into());
+                }
+                let event = match msg {
+                    connect_request::Msg::Header(h) => CallEvent::Header(h.meta),
+                    connect_request::Msg::Message(m) => CallEvent::Message(m.data.into()),
+                    connect_request::Msg::Trailer(t) => CallEvent::Trailer(t.meta),
+                    connect_request::Msg::Error(e) => match e.status {
+                        Some(s) => CallEvent::Error(s),
+                        None => {
+                            let _ = events_tx.send(Err(Status::unavailable("agent sent an error without status"))).await;
+                            return Err(Status::invalid_argument("Error: status is required"));
+                        }
+                    },
+                    connect_request::Msg::Descriptor(_) => unreachable!("rejected by the automaton"),
+                };
+                if events_tx.send(Ok(event)).await.is_err() {
+                    return Err(Status::cancelled("caller went away"));
+                }
+            }
+            req = requests.recv(), if client_open => {
+                let msg = match req {
+                    Some(data) => connect_response::Msg::Message(Message { data: data.to_vec() }),
+                    None => {
+                        client_open = false;
+                        connect_response::Msg::CloseSend(CloseSend {})
+                    }
+                };
+                if out.send(Ok(ConnectResponse { msg: Some(msg) })).await.is_err() {
+                    let _ = events_tx.send(Err(Status::unavailable("tunnel stream closed"))).await;
+                    return Ok(());
+                }
+            }
+            () = events_tx.closed() => return Err(Status::cancelled("caller went away")),
+        }
+    }
+}
+
+/// Converts a `CallEvent::Error` into the tonic status the caller sees.
+pub fn error_status(s: &crate::proto::google::rpc::Status) -> Status {
+    status::from_proto(s)
+}

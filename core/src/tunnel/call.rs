@@ -1,0 +1,68 @@
+//! A forwarded call as kas sees it, independent of where the tunnel is (local registry or another kas).
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::grpc::metadata::Meta;
+use crate::proto::google::rpc::Status as RpcStatus;
+
+/// A call kas sends to an agent: method, request metadata and the client's messages.
+/// The `requests` channel closing is the client's half-close (`close_send`).
+#[derive(Debug)]
+pub struct OutboundCall {
+    pub method: String,
+    pub meta: Meta,
+    pub requests: mpsc::Receiver<Bytes>,
+}
+
+/// What comes back from the agent, in the `ConnectRequest` order after the descriptor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallEvent {
+    Header(Meta),
+    Message(Bytes),
+    Trailer(Meta),
+    Error(RpcStatus),
+}
+
+/// Events of a running call; an `Err` means the tunnel itself failed (not the remote method).
+pub type CallEvents = mpsc::Receiver<Result<CallEvent, tonic::Status>>;
+
+/// `/pkg.Service/Method` split into its service and method parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodName<'a> {
+    pub service: &'a str,
+    pub method: &'a str,
+}
+
+/// Why a full method name was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed gRPC method name {0:?}: want /package.Service/Method")]
+pub struct MethodNameError(pub String);
+
+impl<'a> MethodName<'a> {
+    pub fn parse(full: &'a str) -> Result<Self, MethodNameError> {
+        let err = || MethodNameError(full.to_owned());
+        let rest = full.strip_prefix('/').ok_or_else(err)?;
+        let (service, method) = rest.split_once('/').ok_or_else(err)?;
+        if service.is_empty() || method.is_empty() || method.contains('/') {
+            return Err(err());
+        }
+        Ok(Self { service, method })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names() {
+        let m = MethodName::parse("/gitlab.agent.kubernetes_api.rpc.KubernetesApi/MakeRequest")
+            .unwrap();
+        assert_eq!(m.service, "gitlab.agent.kubernetes_api.rpc.KubernetesApi");
+        assert_eq!(m.method, "MakeRequest");
+        for bad in ["", "/", "//", "/a/", "//b", "a/b", "/a/b/c"] {
+            assert!(MethodName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

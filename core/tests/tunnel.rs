@@ -1,0 +1,173 @@
+//! Forwarding through kas → tunnel → agentk on the in-memory transport, in virtual time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use kasim_core::agentk::PoolConfig;
+use kasim_core::kas::listener::ListenerOptions;
+use kasim_core::proto::grpctool::test::Request;
+use tonic::Code;
+
+#[tokio::test(start_paused = true)]
+async fn unary_round_trip_with_metadata() {
+    let w = World::new();
+    let kas = w.kas("kas", ListenerOptions::agent_default());
+    let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
+    let mut c = client(&kas);
+    let mut req = tonic::Request::new(Request {
+        s1: "hello".into(),
+        payload: vec![1, 2, 3],
+    });
+    req.metadata_mut().insert("x-echo", "meta".parse().unwrap());
+    let resp = c.request_response(req).await.unwrap();
+    assert_eq!(resp.metadata().get("x-echo").unwrap(), "meta");
+    assert_eq!(resp.into_inner().payload, vec![1, 2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_keep_code_message_and_details() {
+    let w = World::new();
+    let kas = w.kas("kas", ListenerOptions::agent_default());
+    let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
+    let err = client(&kas)
+        .request_response(Request {
+            s1: "error:5:no such thing".into(),
+            payload: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.message(), "no such thing");
+    let details: kasim_core::proto::google::rpc::Status =
+        prost::Message::decode(err.details()).unwrap();
+    assert_eq!(details.details[0].value, b"no such thing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bidi_streaming_round_trip() {
+    let w = World::new();
+    let kas = w.kas("kas", ListenerOptions::agent_default());
+    let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
+    let reqs = tokio_stream::iter((0..5).map(|i| Request {
+        s1: format!("m{i}"),
+        payload: vec![i; 100],
+    }));
+    let mut resp = client(&kas)
+        .streaming_request_response(reqs)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = vec![];
+    while let Some(m) = resp.next().await {
+        let m = m.unwrap();
+        got.push((m.s1, m.seq));
+    }
+    assert_eq!(
+        got,
+        (0..5)
+            .map(|i| (format!("m{i}"), i64::from(i) + 1))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_agent_fails_after_20s_with_the_documented_error() {
+    let w = World::new();
+    let kas = w.kas("kas", ListenerOptions::agent_default());
+    let start = tokio::time::Instant::now();
+    let err = client(&kas)
+        .request_response(Request::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    assert_eq!(
+        err.message(),
+        "Agent connection not found. Is agent up to date and connected?"
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(20) && waited < Duration::from_secs(21),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_for_a_tunnel_is_served_when_the_agent_connects() {
+    let w = World::new();
+    let kas = w.kas("kas", ListenerOptions::agent_default());
+    let mut c = client(&kas);
+    let call = tokio::spawn(async move {
+        c.request_response(Request {
+            s1: "late".into(),
+            payload: vec![],
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(kas.registry().stats(AGENT_ID).waiting, 1);
+    let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
+    assert_eq!(call.await.unwrap().unwrap().into_inner().s1, "late");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_token_is_refused_and_agentk_backs_off() {
+    let w = World::new();
+    let kas = w.kas("kas", ListenerOptions::agent_default());
+    let agent = w.agentk("kas", "glagent-wrong", PoolConfig::default(), 1);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let errors = agent.stats().errors;
+    // Two tunnels backing off 1, 1.6, 2.56, 4.1, 6.6, 10.5, 16.8 s (+ up to 20 % jitter): 5–7 tries each
+    // in 60 s, never the hundreds a missing backoff would give.
+    assert!((10..=16).contains(&errors), "errors = {errors}");
+    assert_eq!(kas.registry().stats(AGENT_ID).connected, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_route_through_the_kas_that_holds_the_tunnel() {
+    let w = World::new();
+    let kas_a = w.kas("kas-a", ListenerOptions::agent_default());
+    let kas_b = w.kas("kas-b", ListenerOptions::agent_default());
+    let _agent = w.agentk("kas-b", TOKEN, PoolConfig::default(), 1);
+    eventually(Duration::from_secs(5), || {
+        kas_b.registry().stats(AGENT_ID).idle == 2
+    })
+    .await;
+    assert_eq!(
+        w.tracker.kas_urls(AGENT_ID).await,
+        vec!["grpc://kas-b:8155"]
+    );
+    let resp = client(&kas_a)
+        .request_response(Request {
+            s1: "via b".into(),
+            payload: vec![9],
+        })
+        .await
+        .unwrap();
+    assert_eq!(resp.into_inner().s1, "via b");
+    let reqs = tokio_stream::iter((0..3).map(|i| Request {
+        s1: format!("s{i}"),
+        payload: vec![],
+    }));
+    let n = client(&kas_a)
+        .streaming_request_response(reqs)
+        .await
+        .unwrap()
+        .into_inner()
+        .count()
+        .await;
+    assert_eq!(n, 3);
+    let err = client(&kas_a)
+        .request_response(Request {
+            s1: "error:7:denied".into(),
+            payload: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::PermissionDenied, "denied")
+    );
+}
