@@ -41,10 +41,7 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn new(epoch_unix_millis: i64) -> Self {
-        Self {
-            epoch_unix_millis,
-            start: tokio::time::Instant::now(),
-        }
+        Self { epoch_unix_millis, start: tokio::time::Instant::now() }
     }
 }
 

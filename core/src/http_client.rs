@@ -13,20 +13,11 @@ use crate::transport::Dialer;
 #[derive(Debug, thiserror::Error)]
 pub enum HttpClientError {
     #[error("connect to {authority}: {source}")]
-    Connect {
-        authority: String,
-        source: std::io::Error,
-    },
+    Connect { authority: String, source: std::io::Error },
     #[error("HTTP to {authority}: {source}")]
-    Http {
-        authority: String,
-        source: hyper::Error,
-    },
+    Http { authority: String, source: hyper::Error },
     #[error("reading response body from {authority}: {source}")]
-    Body {
-        authority: String,
-        source: hyper::Error,
-    },
+    Body { authority: String, source: hyper::Error },
 }
 
 /// A response with its whole body.
@@ -46,17 +37,10 @@ pub async fn send(
     let io = dialer
         .connect(authority)
         .await
-        .map_err(|source| HttpClientError::Connect {
-            authority: authority.to_owned(),
-            source,
-        })?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-            .await
-            .map_err(|source| HttpClientError::Http {
-                authority: authority.to_owned(),
-                source,
-            })?;
+        .map_err(|source| HttpClientError::Connect { authority: authority.to_owned(), source })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|source| HttpClientError::Http { authority: authority.to_owned(), source })?;
     let conn = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -64,24 +48,14 @@ pub async fn send(
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|source| HttpClientError::Http {
-                authority: authority.to_owned(),
-                source,
-            })?;
+            .map_err(|source| HttpClientError::Http { authority: authority.to_owned(), source })?;
         let (parts, body) = resp.into_parts();
         let body = body
             .collect()
             .await
-            .map_err(|source| HttpClientError::Body {
-                authority: authority.to_owned(),
-                source,
-            })?
+            .map_err(|source| HttpClientError::Body { authority: authority.to_owned(), source })?
             .to_bytes();
-        Ok(FullResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok(FullResponse { status: parts.status, headers: parts.headers, body })
     }
     .await;
     conn.abort();

@@ -42,10 +42,7 @@ mod tests {
         assert_eq!(parts[1], "eyJhIjoxfQ");
         let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
         mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
-        assert_eq!(
-            URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
-            mac.finalize().into_bytes().to_vec()
-        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap(), mac.finalize().into_bytes().to_vec());
         let other = sign_hs256(b"other", &serde_json::json!({"a":1}));
         assert_ne!(t, other);
     }
@@ -54,11 +51,7 @@ mod tests {
     fn kas_claims() {
         let t = sign_kas_request(b"k", 1000);
         let payload = t.split('.').nth(1).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"iss":"gitlab-kas","aud":"gitlab","iat":1000,"nbf":995,"exp":1030})
-        );
+        let v: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"iss":"gitlab-kas","aud":"gitlab","iat":1000,"nbf":995,"exp":1030}));
     }
 }

@@ -30,10 +30,7 @@ fn maybe_error(s1: &str) -> Result<(), Status> {
         return Ok(());
     };
     let (code, msg) = rest.split_once(':').unwrap_or((rest, ""));
-    let code = code
-        .parse::<i32>()
-        .map(tonic::Code::from_i32)
-        .unwrap_or(tonic::Code::Unknown);
+    let code = code.parse::<i32>().map(tonic::Code::from_i32).unwrap_or(tonic::Code::Unknown);
     let details = crate::proto::google::rpc::Status {
         code: code as i32,
         message: msg.to_owned(),
@@ -42,29 +39,18 @@ fn maybe_error(s1: &str) -> Result<(), Status> {
             value: msg.as_bytes().to_vec(),
         }],
     };
-    Err(Status::with_details(
-        code,
-        msg,
-        prost::Message::encode_to_vec(&details).into(),
-    ))
+    Err(Status::with_details(code, msg, prost::Message::encode_to_vec(&details).into()))
 }
 
 type RespStream = Pin<Box<dyn Stream<Item = Result<TestResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Testing for TestingService {
-    async fn request_response(
-        &self,
-        req: Request<TestRequest>,
-    ) -> Result<Response<TestResponse>, Status> {
+    async fn request_response(&self, req: Request<TestRequest>) -> Result<Response<TestResponse>, Status> {
         let echo = req.metadata().get("x-echo").cloned();
         let r = req.into_inner();
         maybe_error(&r.s1)?;
-        let mut resp = Response::new(TestResponse {
-            s1: r.s1,
-            payload: r.payload,
-            seq: 0,
-        });
+        let mut resp = Response::new(TestResponse { s1: r.s1, payload: r.payload, seq: 0 });
         if let Some(v) = echo {
             resp.metadata_mut().insert("x-echo", v);
         }
@@ -93,15 +79,7 @@ impl Testing for TestingService {
                     return;
                 }
                 seq += 1;
-                if tx
-                    .send(Ok(TestResponse {
-                        s1: m.s1,
-                        payload: m.payload,
-                        seq,
-                    }))
-                    .await
-                    .is_err()
-                {
+                if tx.send(Ok(TestResponse { s1: m.s1, payload: m.payload, seq })).await.is_err() {
                     return;
                 }
             }
@@ -110,14 +88,10 @@ impl Testing for TestingService {
     }
 
     async fn hold(&self, req: Request<HoldRequest>) -> Result<Response<TestResponse>, Status> {
-        let millis = u64::try_from(req.into_inner().hold_millis)
-            .map_err(|_| Status::invalid_argument("hold_millis < 0"))?;
+        let millis =
+            u64::try_from(req.into_inner().hold_millis).map_err(|_| Status::invalid_argument("hold_millis < 0"))?;
         tokio::time::sleep(Duration::from_millis(millis)).await;
-        Ok(Response::new(TestResponse {
-            s1: "held".into(),
-            payload: vec![],
-            seq: 0,
-        }))
+        Ok(Response::new(TestResponse { s1: "held".into(), payload: vec![], seq: 0 }))
     }
 }
 

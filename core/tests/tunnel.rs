@@ -17,10 +17,7 @@ async fn unary_round_trip_with_metadata() {
     let kas = w.kas("kas", ListenerOptions::agent_default());
     let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
     let mut c = client(&kas);
-    let mut req = tonic::Request::new(Request {
-        s1: "hello".into(),
-        payload: vec![1, 2, 3],
-    });
+    let mut req = tonic::Request::new(Request { s1: "hello".into(), payload: vec![1, 2, 3] });
     req.metadata_mut().insert("x-echo", "meta".parse().unwrap());
     let resp = c.request_response(req).await.unwrap();
     assert_eq!(resp.metadata().get("x-echo").unwrap(), "meta");
@@ -33,16 +30,12 @@ async fn errors_keep_code_message_and_details() {
     let kas = w.kas("kas", ListenerOptions::agent_default());
     let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
     let err = client(&kas)
-        .request_response(Request {
-            s1: "error:5:no such thing".into(),
-            payload: vec![],
-        })
+        .request_response(Request { s1: "error:5:no such thing".into(), payload: vec![] })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.message(), "no such thing");
-    let details: kasim_core::proto::google::rpc::Status =
-        prost::Message::decode(err.details()).unwrap();
+    let details: kasim_core::proto::google::rpc::Status = prost::Message::decode(err.details()).unwrap();
     assert_eq!(details.details[0].value, b"no such thing");
 }
 
@@ -51,26 +44,14 @@ async fn bidi_streaming_round_trip() {
     let w = World::new();
     let kas = w.kas("kas", ListenerOptions::agent_default());
     let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
-    let reqs = tokio_stream::iter((0..5).map(|i| Request {
-        s1: format!("m{i}"),
-        payload: vec![i; 100],
-    }));
-    let mut resp = client(&kas)
-        .streaming_request_response(reqs)
-        .await
-        .unwrap()
-        .into_inner();
+    let reqs = tokio_stream::iter((0..5).map(|i| Request { s1: format!("m{i}"), payload: vec![i; 100] }));
+    let mut resp = client(&kas).streaming_request_response(reqs).await.unwrap().into_inner();
     let mut got = vec![];
     while let Some(m) = resp.next().await {
         let m = m.unwrap();
         got.push((m.s1, m.seq));
     }
-    assert_eq!(
-        got,
-        (0..5)
-            .map(|i| (format!("m{i}"), i64::from(i) + 1))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(got, (0..5).map(|i| (format!("m{i}"), i64::from(i) + 1)).collect::<Vec<_>>());
 }
 
 #[tokio::test(start_paused = true)]
@@ -78,20 +59,11 @@ async fn unknown_agent_fails_after_20s_with_the_documented_error() {
     let w = World::new();
     let kas = w.kas("kas", ListenerOptions::agent_default());
     let start = tokio::time::Instant::now();
-    let err = client(&kas)
-        .request_response(Request::default())
-        .await
-        .unwrap_err();
+    let err = client(&kas).request_response(Request::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
-    assert_eq!(
-        err.message(),
-        "Agent connection not found. Is agent up to date and connected?"
-    );
+    assert_eq!(err.message(), "Agent connection not found. Is agent up to date and connected?");
     let waited = start.elapsed();
-    assert!(
-        waited >= Duration::from_secs(20) && waited < Duration::from_secs(21),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_secs(20) && waited < Duration::from_secs(21), "{waited:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -99,13 +71,7 @@ async fn a_request_waiting_for_a_tunnel_is_served_when_the_agent_connects() {
     let w = World::new();
     let kas = w.kas("kas", ListenerOptions::agent_default());
     let mut c = client(&kas);
-    let call = tokio::spawn(async move {
-        c.request_response(Request {
-            s1: "late".into(),
-            payload: vec![],
-        })
-        .await
-    });
+    let call = tokio::spawn(async move { c.request_response(Request { s1: "late".into(), payload: vec![] }).await });
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(kas.registry().stats(AGENT_ID).waiting, 1);
     let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
@@ -131,43 +97,66 @@ async fn calls_route_through_the_kas_that_holds_the_tunnel() {
     let kas_a = w.kas("kas-a", ListenerOptions::agent_default());
     let kas_b = w.kas("kas-b", ListenerOptions::agent_default());
     let _agent = w.agentk("kas-b", TOKEN, PoolConfig::default(), 1);
-    eventually(Duration::from_secs(5), || {
-        kas_b.registry().stats(AGENT_ID).idle == 2
-    })
-    .await;
-    assert_eq!(
-        w.tracker.kas_urls(AGENT_ID).await,
-        vec!["grpc://kas-b:8155"]
-    );
-    let resp = client(&kas_a)
-        .request_response(Request {
-            s1: "via b".into(),
-            payload: vec![9],
-        })
-        .await
-        .unwrap();
+    eventually(Duration::from_secs(5), || kas_b.registry().stats(AGENT_ID).idle == 2).await;
+    assert_eq!(w.tracker.kas_urls(AGENT_ID).await, vec!["grpc://kas-b:8155"]);
+    let resp = client(&kas_a).request_response(Request { s1: "via b".into(), payload: vec![9] }).await.unwrap();
     assert_eq!(resp.into_inner().s1, "via b");
-    let reqs = tokio_stream::iter((0..3).map(|i| Request {
-        s1: format!("s{i}"),
-        payload: vec![],
-    }));
-    let n = client(&kas_a)
-        .streaming_request_response(reqs)
-        .await
-        .unwrap()
-        .into_inner()
-        .count()
-        .await;
+    let reqs = tokio_stream::iter((0..3).map(|i| Request { s1: format!("s{i}"), payload: vec![] }));
+    let n = client(&kas_a).streaming_request_response(reqs).await.unwrap().into_inner().count().await;
     assert_eq!(n, 3);
-    let err = client(&kas_a)
-        .request_response(Request {
-            s1: "error:7:denied".into(),
-            payload: vec![],
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.code(), err.message()),
-        (Code::PermissionDenied, "denied")
-    );
+    let err =
+        client(&kas_a).request_response(Request { s1: "error:7:denied".into(), payload: vec![] }).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (Code::PermissionDenied, "denied"));
+}
+
+/// Opens a raw Connect stream and sends `msgs`; returns the status the stream ended with.
+async fn raw_connect(w: &World, msgs: Vec<kasim_core::proto::reverse_tunnel::rpc::ConnectRequest>) -> tonic::Status {
+    use kasim_core::proto::reverse_tunnel::rpc::reverse_tunnel_client::ReverseTunnelClient;
+    let channel = kasim_core::transport::grpc_channel(std::sync::Arc::new(w.net.connector()), "kas:8150", |e| e).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    for m in msgs {
+        tx.send(m).await.unwrap();
+    }
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    req.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let mut stream = match ReverseTunnelClient::new(channel).connect(req).await {
+        Ok(s) => s.into_inner(),
+        Err(s) => return s,
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return tonic::Status::new(Code::Ok, ""),
+            Err(s) => return s,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn protocol_violations_end_the_stream_with_invalid_argument() {
+    use kasim_core::proto::reverse_tunnel::info::{AgentDescriptor, Method, Service};
+    use kasim_core::proto::reverse_tunnel::rpc::{ConnectRequest, Descriptor, Header, connect_request::Msg};
+    let w = World::new();
+    let _kas = w.kas("kas", ListenerOptions::agent_default());
+    let good = AgentDescriptor {
+        services: vec![Service { name: "a.S".into(), methods: vec![Method { name: "M".into() }] }],
+    };
+    let desc = |d: Option<AgentDescriptor>| ConnectRequest { msg: Some(Msg::Descriptor(Descriptor { agent_descriptor: d })) };
+    let header = ConnectRequest { msg: Some(Msg::Header(Header::default())) };
+    let cases: Vec<(&str, Vec<ConnectRequest>, &str)> = vec![
+        ("header first", vec![header.clone()], "ConnectRequest: field 2 not allowed at start"),
+        ("empty oneof", vec![ConnectRequest { msg: None }], "expected a descriptor first"),
+        ("descriptor without body", vec![desc(None)], "agent_descriptor is required"),
+        (
+            "service without name",
+            vec![desc(Some(AgentDescriptor { services: vec![Service { name: String::new(), methods: vec![] }] }))],
+            "service #0 has an empty name",
+        ),
+        ("header while idle", vec![desc(Some(good.clone())), header], "before any request"),
+    ];
+    for (name, msgs, want) in cases {
+        let s = tokio::time::timeout(Duration::from_secs(5), raw_connect(&w, msgs)).await.expect(name);
+        assert_eq!(s.code(), Code::InvalidArgument, "{name}: {s:?}");
+        assert!(s.message().contains(want), "{name}: {:?} lacks {want:?}", s.message());
+    }
 }

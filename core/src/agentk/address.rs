@@ -32,9 +32,7 @@ impl std::str::FromStr for KasAddress {
     type Err = AddressError;
 
     fn from_str(s: &str) -> Result<Self, AddressError> {
-        let (scheme, rest) = s
-            .split_once("://")
-            .ok_or_else(|| AddressError::NoScheme(s.to_owned()))?;
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| AddressError::NoScheme(s.to_owned()))?;
         let tls = match scheme {
             "grpc" => false,
             "grpcs" => true,
@@ -46,9 +44,7 @@ impl std::str::FromStr for KasAddress {
             return Err(AddressError::Path(s.to_owned(), format!("/{path}")));
         }
         let (host, port) = if let Some(stripped) = hostport.strip_prefix('[') {
-            let (h, after) = stripped
-                .split_once(']')
-                .ok_or_else(|| AddressError::NoHost(s.to_owned()))?;
+            let (h, after) = stripped.split_once(']').ok_or_else(|| AddressError::NoHost(s.to_owned()))?;
             (format!("[{h}]"), after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -60,17 +56,11 @@ impl std::str::FromStr for KasAddress {
             return Err(AddressError::NoHost(s.to_owned()));
         }
         let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| AddressError::Port(s.to_owned()))?,
+            Some(p) => p.parse::<u16>().map_err(|_| AddressError::Port(s.to_owned()))?,
             None if tls => 443,
             None => 80,
         };
-        Ok(Self {
-            tls,
-            authority: format!("{host}:{port}"),
-            host: host.trim_matches(['[', ']']).to_owned(),
-        })
+        Ok(Self { tls, authority: format!("{host}:{port}"), host: host.trim_matches(['[', ']']).to_owned() })
     }
 }
 
@@ -81,44 +71,20 @@ mod tests {
     #[test]
     fn schemes_and_ports() {
         let a: KasAddress = "grpc://127.0.0.1:8150".parse().unwrap();
-        assert_eq!(
-            (a.tls, a.authority.as_str(), a.host.as_str()),
-            (false, "127.0.0.1:8150", "127.0.0.1")
-        );
+        assert_eq!((a.tls, a.authority.as_str(), a.host.as_str()), (false, "127.0.0.1:8150", "127.0.0.1"));
         let a: KasAddress = "grpcs://kas.gitlab.example".parse().unwrap();
-        assert_eq!(
-            (a.tls, a.authority.as_str()),
-            (true, "kas.gitlab.example:443")
-        );
+        assert_eq!((a.tls, a.authority.as_str()), (true, "kas.gitlab.example:443"));
         let a: KasAddress = "grpc://[::1]:8150".parse().unwrap();
-        assert_eq!(
-            (a.authority.as_str(), a.host.as_str()),
-            ("[::1]:8150", "::1")
-        );
+        assert_eq!((a.authority.as_str(), a.host.as_str()), ("[::1]:8150", "::1"));
         let e = "wss://kas.gitlab.com".parse::<KasAddress>().unwrap_err();
         assert_eq!(
             e.to_string(),
             "kas address \"wss://kas.gitlab.com\": scheme wss:// is not supported by kasim (WebSocket tunnelling is not implemented); use grpc:// or grpcs://"
         );
-        assert!(matches!(
-            "http://x".parse::<KasAddress>(),
-            Err(AddressError::Scheme(..))
-        ));
-        assert!(matches!(
-            "kas:8150".parse::<KasAddress>(),
-            Err(AddressError::NoScheme(..))
-        ));
-        assert!(matches!(
-            "grpc://:1".parse::<KasAddress>(),
-            Err(AddressError::NoHost(..))
-        ));
-        assert!(matches!(
-            "grpc://h:99999".parse::<KasAddress>(),
-            Err(AddressError::Port(..))
-        ));
-        assert!(matches!(
-            "grpc://h:1/x".parse::<KasAddress>(),
-            Err(AddressError::Path(..))
-        ));
+        assert!(matches!("http://x".parse::<KasAddress>(), Err(AddressError::Scheme(..))));
+        assert!(matches!("kas:8150".parse::<KasAddress>(), Err(AddressError::NoScheme(..))));
+        assert!(matches!("grpc://:1".parse::<KasAddress>(), Err(AddressError::NoHost(..))));
+        assert!(matches!("grpc://h:99999".parse::<KasAddress>(), Err(AddressError::Port(..))));
+        assert!(matches!("grpc://h:1/x".parse::<KasAddress>(), Err(AddressError::Path(..))));
     }
 }

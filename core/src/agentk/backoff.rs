@@ -41,20 +41,12 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(cfg: BackoffConfig) -> Self {
-        Self {
-            cfg,
-            duration: cfg.initial,
-            capped: false,
-            last_start: None,
-        }
+        Self { cfg, duration: cfg.initial, capped: false, last_start: None }
     }
 
     /// The next delay, measured at `now` (tokio's clock).
     pub fn next_delay(&mut self, now: Instant, rng: &mut dyn RngCore) -> Duration {
-        if self
-            .last_start
-            .is_some_and(|s| now.saturating_duration_since(s) > self.cfg.reset)
-        {
+        if self.last_start.is_some_and(|s| now.saturating_duration_since(s) > self.cfg.reset) {
             self.duration = self.cfg.initial;
             self.capped = false;
         }
@@ -69,11 +61,7 @@ impl Backoff {
                 self.duration = next;
             }
         }
-        if self.cfg.jitter > 0.0 {
-            current + current.mul_f64(rng.random::<f64>() * self.cfg.jitter)
-        } else {
-            current
-        }
+        if self.cfg.jitter > 0.0 { current + current.mul_f64(rng.random::<f64>() * self.cfg.jitter) } else { current }
     }
 }
 
@@ -90,20 +78,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sequence_without_jitter_grows_by_1_6_to_the_cap() {
-        let mut b = Backoff::new(BackoffConfig {
-            jitter: 0.0,
-            ..AGENTK_BACKOFF
-        });
+        let mut b = Backoff::new(BackoffConfig { jitter: 0.0, ..AGENTK_BACKOFF });
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let got: Vec<u128> = (0..10)
-            .map(|_| ms(b.next_delay(Instant::now(), &mut rng)))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                1000, 1600, 2560, 4096, 6553, 10485, 16777, 20000, 20000, 20000
-            ]
-        );
+        let got: Vec<u128> = (0..10).map(|_| ms(b.next_delay(Instant::now(), &mut rng))).collect();
+        assert_eq!(got, vec![1000, 1600, 2560, 4096, 6553, 10485, 16777, 20000, 20000, 20000]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -111,21 +89,13 @@ mod tests {
         let run = |seed| {
             let mut b = Backoff::new(AGENTK_BACKOFF);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            (0..10)
-                .map(|_| b.next_delay(Instant::now(), &mut rng))
-                .collect::<Vec<_>>()
+            (0..10).map(|_| b.next_delay(Instant::now(), &mut rng)).collect::<Vec<_>>()
         };
-        let base = [
-            1000.0, 1600.0, 2560.0, 4096.0, 6553.6, 10485.76, 16777.216, 20000.0, 20000.0, 20000.0,
-        ];
+        let base = [1000.0, 1600.0, 2560.0, 4096.0, 6553.6, 10485.76, 16777.216, 20000.0, 20000.0, 20000.0];
         let a = run(7);
         for (d, b) in a.iter().zip(base) {
             let d = d.as_secs_f64() * 1000.0;
-            assert!(
-                d >= b - 1.0 && d <= b * 1.2 + 1.0,
-                "{d} not in [{b}, {}]",
-                b * 1.2
-            );
+            assert!(d >= b - 1.0 && d <= b * 1.2 + 1.0, "{d} not in [{b}, {}]", b * 1.2);
         }
         assert_eq!(a, run(7), "same seed, same delays");
         assert_ne!(a, run(8));
@@ -133,20 +103,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn resets_after_25s_without_backoff() {
-        let mut b = Backoff::new(BackoffConfig {
-            jitter: 0.0,
-            ..AGENTK_BACKOFF
-        });
+        let mut b = Backoff::new(BackoffConfig { jitter: 0.0, ..AGENTK_BACKOFF });
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for _ in 0..5 {
             b.next_delay(Instant::now(), &mut rng);
         }
         tokio::time::sleep(Duration::from_secs(25)).await;
-        assert_eq!(
-            ms(b.next_delay(Instant::now(), &mut rng)),
-            6553,
-            "exactly 25 s is not a reset"
-        );
+        assert_eq!(ms(b.next_delay(Instant::now(), &mut rng)), 6553, "exactly 25 s is not a reset");
         tokio::time::sleep(Duration::from_millis(25_001)).await;
         assert_eq!(ms(b.next_delay(Instant::now(), &mut rng)), 1000);
     }

@@ -59,11 +59,7 @@ pub struct Agentk {
 }
 
 impl Agentk {
-    pub fn new(
-        opts: AgentkOptions,
-        dialer: Dialer,
-        shutdown: CancellationToken,
-    ) -> Result<Self, AgentkError> {
+    pub fn new(opts: AgentkOptions, dialer: Dialer, shutdown: CancellationToken) -> Result<Self, AgentkError> {
         let user_agent = format!("gitlab-agent/{}/{}", opts.version, opts.commit);
         let channel = grpc_channel(dialer, &opts.kas_authority, |e| {
             e.user_agent(user_agent.clone())
@@ -73,9 +69,7 @@ impl Agentk {
                 .keep_alive_while_idle(true)
                 .connect_timeout(CONNECT_TIMEOUT)
         })?;
-        let authorization = format!("Bearer {}", opts.token)
-            .parse()
-            .map_err(|_| AgentkError::Token)?;
+        let authorization = format!("Bearer {}", opts.token).parse().map_err(|_| AgentkError::Token)?;
         let descriptor = opts.services.descriptor()?;
         let ctx = tunnel::TunnelContext {
             channel,

@@ -108,10 +108,7 @@ impl PoolState {
                 st.next_id += 1;
                 st.tunnels.insert(st.next_id, false);
                 st.stats.idle += 1;
-                NewTunnel {
-                    id: st.next_id,
-                    rng: ChaCha8Rng::seed_from_u64(st.rng.next_u64()),
-                }
+                NewTunnel { id: st.next_id, rng: ChaCha8Rng::seed_from_u64(st.rng.next_u64()) }
             })
             .collect()
     }
@@ -250,21 +247,12 @@ mod tests {
 
     #[test]
     fn per_tunnel_generators_are_seeded() {
-        let a: Vec<u64> = PoolState::new(PoolConfig::default(), 9)
-            .start()
-            .into_iter()
-            .map(|mut t| t.rng.next_u64())
-            .collect();
-        let b: Vec<u64> = PoolState::new(PoolConfig::default(), 9)
-            .start()
-            .into_iter()
-            .map(|mut t| t.rng.next_u64())
-            .collect();
-        let c: Vec<u64> = PoolState::new(PoolConfig::default(), 10)
-            .start()
-            .into_iter()
-            .map(|mut t| t.rng.next_u64())
-            .collect();
+        let a: Vec<u64> =
+            PoolState::new(PoolConfig::default(), 9).start().into_iter().map(|mut t| t.rng.next_u64()).collect();
+        let b: Vec<u64> =
+            PoolState::new(PoolConfig::default(), 9).start().into_iter().map(|mut t| t.rng.next_u64()).collect();
+        let c: Vec<u64> =
+            PoolState::new(PoolConfig::default(), 10).start().into_iter().map(|mut t| t.rng.next_u64()).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

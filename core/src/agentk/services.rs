@@ -19,11 +19,8 @@ pub struct AgentServices {
 impl AgentServices {
     pub fn add<S>(mut self, svc: S) -> Self
     where
-        S: tower_service::Service<
-                http::Request<Body>,
-                Response = http::Response<Body>,
-                Error = Infallible,
-            > + NamedService
+        S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
             + Clone
             + Send
             + Sync

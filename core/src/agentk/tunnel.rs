@@ -57,8 +57,7 @@ async fn run(ctx: Arc<TunnelContext>, NewTunnel { id, mut rng }: NewTunnel) {
             }
             Err(s) => {
                 ctx.pool.note_error();
-                let delay =
-                    backoff.next_delay(tokio::time::Instant::now(), &mut rng as &mut ChaCha8Rng);
+                let delay = backoff.next_delay(tokio::time::Instant::now(), &mut rng as &mut ChaCha8Rng);
                 tracing::debug!(tunnel = id, code = ?s.code(), message = s.message(), ?delay, "tunnel failed; backing off");
                 tokio::select! {
                     biased;
@@ -74,16 +73,11 @@ async fn run(ctx: Arc<TunnelContext>, NewTunnel { id, mut rng }: NewTunnel) {
 async fn attempt(ctx: &Arc<TunnelContext>, id: u64) -> Result<Outcome, Status> {
     let (tx, rx) = mpsc::channel::<ConnectRequest>(16);
     let descriptor = ConnectRequest {
-        msg: Some(connect_request::Msg::Descriptor(Descriptor {
-            agent_descriptor: Some(ctx.descriptor.clone()),
-        })),
+        msg: Some(connect_request::Msg::Descriptor(Descriptor { agent_descriptor: Some(ctx.descriptor.clone()) })),
     };
-    tx.send(descriptor)
-        .await
-        .map_err(|_| Status::internal("request channel closed"))?;
+    tx.send(descriptor).await.map_err(|_| Status::internal("request channel closed"))?;
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    req.metadata_mut()
-        .insert("authorization", ctx.authorization.clone());
+    req.metadata_mut().insert("authorization", ctx.authorization.clone());
     let mut client = ReverseTunnelClient::new(ctx.channel.clone());
     let mut stream = tokio::select! {
         biased;
@@ -134,13 +128,7 @@ async fn serve(
     mut order: Checker,
 ) -> Result<(), Status> {
     let (req_tx, req_rx) = mpsc::channel(16);
-    let call = replay(
-        ctx.services.routes(),
-        &info.method_name,
-        &info.meta,
-        req_rx,
-        tx,
-    );
+    let call = replay(ctx.services.routes(), &info.method_name, &info.meta, req_rx, tx);
     tokio::pin!(call);
     let mut req_tx = Some(req_tx);
     let mut call_done = false;

@@ -62,11 +62,7 @@ impl FrameDecoder {
 
     /// Call at end of stream: leftover bytes mean the peer cut a message in half.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(FrameError::Truncated(self.buf.len()))
-        }
+        if self.buf.is_empty() { Ok(()) } else { Err(FrameError::Truncated(self.buf.len())) }
     }
 }
 
@@ -102,10 +98,7 @@ mod tests {
         assert_eq!(d.next_message(), Err(FrameError::Compressed));
         let mut d = FrameDecoder::default();
         d.push(&[0, 0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            d.next_message(),
-            Err(FrameError::TooLarge(u32::MAX as usize))
-        );
+        assert_eq!(d.next_message(), Err(FrameError::TooLarge(u32::MAX as usize)));
         let mut d = FrameDecoder::default();
         d.push(&[0, 0, 0, 0, 9, 1, 2]);
         assert_eq!(d.next_message(), Ok(None));

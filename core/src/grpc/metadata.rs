@@ -51,10 +51,7 @@ pub fn from_headers(headers: &HeaderMap) -> Meta {
             continue;
         }
         let Ok(v) = value.to_str() else { continue };
-        meta.entry(name.to_owned())
-            .or_default()
-            .value
-            .push(v.to_owned());
+        meta.entry(name.to_owned()).or_default().value.push(v.to_owned());
     }
     meta
 }
@@ -69,8 +66,7 @@ pub fn append_to_headers(meta: &Meta, headers: &mut HeaderMap) -> Result<(), Met
         if is_reserved(&lower) {
             continue;
         }
-        let name = HeaderName::from_bytes(lower.as_bytes())
-            .map_err(|_| MetadataError::Key(key.clone()))?;
+        let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| MetadataError::Key(key.clone()))?;
         for v in &meta[key].value {
             let value = HeaderValue::from_str(v).map_err(|_| MetadataError::Value(key.clone()))?;
             headers.append(name.clone(), value);
@@ -83,10 +79,7 @@ pub fn append_to_headers(meta: &Meta, headers: &mut HeaderMap) -> Result<(), Met
 pub fn meta_from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Meta {
     let mut meta = Meta::new();
     for (k, v) in pairs {
-        meta.entry(k.to_owned())
-            .or_default()
-            .value
-            .push(v.to_owned());
+        meta.entry(k.to_owned()).or_default().value.push(v.to_owned());
     }
     meta
 }
@@ -107,25 +100,15 @@ mod tests {
         assert_eq!(meta["x-a"].value, vec!["1", "2"]);
         let mut back = HeaderMap::new();
         append_to_headers(&meta, &mut back).unwrap();
-        let vals: Vec<_> = back
-            .get_all("x-a")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
+        let vals: Vec<_> = back.get_all("x-a").iter().map(|v| v.to_str().unwrap()).collect();
         assert_eq!(vals, vec!["1", "2"]);
     }
 
     #[test]
     fn bad_keys_and_values_from_a_peer_are_errors() {
         let meta = meta_from_pairs([("bad key", "v")]);
-        assert!(matches!(
-            append_to_headers(&meta, &mut HeaderMap::new()),
-            Err(MetadataError::Key(_))
-        ));
+        assert!(matches!(append_to_headers(&meta, &mut HeaderMap::new()), Err(MetadataError::Key(_))));
         let meta = meta_from_pairs([("k", "a\nb")]);
-        assert!(matches!(
-            append_to_headers(&meta, &mut HeaderMap::new()),
-            Err(MetadataError::Value(_))
-        ));
+        assert!(matches!(append_to_headers(&meta, &mut HeaderMap::new()), Err(MetadataError::Value(_))));
     }
 }

@@ -70,26 +70,16 @@ pub type RawBody = http_body_util::combinators::UnsyncBoxBody<Bytes, tonic::Stat
 pub fn response(headers: HeaderMap, rx: mpsc::Receiver<ResponseItem>) -> http::Response<RawBody> {
     let mut resp = http::Response::new(ResponseBody { rx, done: false }.boxed_unsync());
     *resp.headers_mut() = headers;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     resp
 }
 
 /// A "trailers-only" style failure: status in the only header block.
 pub fn error_response(status: &tonic::Status) -> http::Response<RawBody> {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     let _ = status.add_header(&mut headers);
-    let mut resp = http::Response::new(
-        http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut resp = http::Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync());
     *resp.headers_mut() = headers;
     resp
 }
@@ -103,18 +93,13 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = tonic::Status;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         if self.done {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(ResponseItem::Message(m))) => {
-                Poll::Ready(Some(Ok(Frame::data(frame::encode(&m)))))
-            }
+            Poll::Ready(Some(ResponseItem::Message(m))) => Poll::Ready(Some(Ok(Frame::data(frame::encode(&m))))),
             Poll::Ready(Some(ResponseItem::End(status, mut trailers))) => {
                 self.done = true;
                 let _ = status.add_header(&mut trailers);
@@ -123,8 +108,7 @@ impl Body for ResponseBody {
             Poll::Ready(None) => {
                 self.done = true;
                 let mut trailers = HeaderMap::new();
-                let _ = tonic::Status::internal("response producer ended without a status")
-                    .add_header(&mut trailers);
+                let _ = tonic::Status::internal("response producer ended without a status").add_header(&mut trailers);
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
         }
@@ -140,11 +124,7 @@ pub struct RequestMessages<B> {
 
 impl<B> RequestMessages<B> {
     pub fn new(body: B) -> Self {
-        Self {
-            body,
-            decoder: FrameDecoder::default(),
-            ended: false,
-        }
+        Self { body, decoder: FrameDecoder::default(), ended: false }
     }
 }
 
@@ -174,16 +154,12 @@ where
                     self.ended = true;
                     return match self.decoder.finish() {
                         Ok(()) => Poll::Ready(None),
-                        Err(e) => {
-                            Poll::Ready(Some(Err(tonic::Status::invalid_argument(e.to_string()))))
-                        }
+                        Err(e) => Poll::Ready(Some(Err(tonic::Status::invalid_argument(e.to_string())))),
                     };
                 }
                 Poll::Ready(Some(Err(e))) => {
                     self.ended = true;
-                    return Poll::Ready(Some(Err(tonic::Status::cancelled(format!(
-                        "request body: {e}"
-                    )))));
+                    return Poll::Ready(Some(Err(tonic::Status::cancelled(format!("request body: {e}")))));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {

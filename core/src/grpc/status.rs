@@ -15,11 +15,7 @@ pub fn to_proto(status: &tonic::Status) -> RpcStatus {
             details: decoded.details,
         };
     }
-    RpcStatus {
-        code: status.code() as i32,
-        message: status.message().to_owned(),
-        details: vec![],
-    }
+    RpcStatus { code: status.code() as i32, message: status.message().to_owned(), details: vec![] }
 }
 
 /// Converts a proto status from a peer to a tonic status. Unknown codes become `Unknown`.
@@ -38,26 +34,14 @@ mod tests {
 
     #[test]
     fn details_survive_the_round_trip() {
-        let any = prost_types::Any {
-            type_url: "type.googleapis.com/x".into(),
-            value: vec![1, 2, 3],
-        };
-        let p = RpcStatus {
-            code: 9,
-            message: "nope".into(),
-            details: vec![any.clone()],
-        };
+        let any = prost_types::Any { type_url: "type.googleapis.com/x".into(), value: vec![1, 2, 3] };
+        let p = RpcStatus { code: 9, message: "nope".into(), details: vec![any.clone()] };
         let s = from_proto(&p);
         assert_eq!(s.code(), tonic::Code::FailedPrecondition);
         let back = to_proto(&s);
         assert_eq!(back, p);
         assert_eq!(
-            from_proto(&RpcStatus {
-                code: 99,
-                message: String::new(),
-                details: vec![]
-            })
-            .code(),
+            from_proto(&RpcStatus { code: 99, message: String::new(), details: vec![] }).code(),
             tonic::Code::Unknown
         );
     }

@@ -27,13 +27,9 @@ pub struct AgentAuth {
 pub fn bearer_token(meta: &tonic::metadata::MetadataMap) -> Result<String, tonic::Status> {
     let mut values = meta.get_all("authorization").iter();
     let (Some(v), None) = (values.next(), values.next()) else {
-        return Err(tonic::Status::unauthenticated(
-            "expecting a single authorization metadata entry",
-        ));
+        return Err(tonic::Status::unauthenticated("expecting a single authorization metadata entry"));
     };
-    let v = v
-        .to_str()
-        .map_err(|_| tonic::Status::unauthenticated("invalid authorization metadata"))?;
+    let v = v.to_str().map_err(|_| tonic::Status::unauthenticated("invalid authorization metadata"))?;
     let token = v
         .strip_prefix("Bearer ")
         .ok_or_else(|| tonic::Status::unauthenticated("authorization: expecting Bearer token"))?;
@@ -45,30 +41,19 @@ pub fn bearer_token(meta: &tonic::metadata::MetadataMap) -> Result<String, tonic
 
 impl AgentAuth {
     pub fn new(gitlab: Arc<dyn GitLabApi>) -> Self {
-        Self {
-            gitlab,
-            cache: Arc::default(),
-        }
+        Self { gitlab, cache: Arc::default() }
     }
 
     pub async fn agent_info(&self, token: &str) -> Result<AgentInfo, GitLabError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Instant::now();
-        if let Some((expires, r)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+        if let Some((expires, r)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
             && *expires > now
         {
             return r.clone();
         }
         let r = self.gitlab.agent_info(token).await;
-        let ttl = if r.is_ok() {
-            CACHE_TTL
-        } else {
-            CACHE_ERROR_TTL
-        };
+        let ttl = if r.is_ok() { CACHE_TTL } else { CACHE_ERROR_TTL };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|_, (exp, _)| *exp > now);
         cache.insert(key, (Instant::now() + ttl, r.clone()));
@@ -90,12 +75,7 @@ mod tests {
         fn agent_info(&self, token: &str) -> BoxFuture<'_, Result<AgentInfo, GitLabError>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             let r = if token == "good" {
-                Ok(AgentInfo {
-                    id: 1,
-                    project_id: 2,
-                    name: "a".into(),
-                    default_branch: "main".into(),
-                })
+                Ok(AgentInfo { id: 1, project_id: 2, name: "a".into(), default_branch: "main".into() })
             } else {
                 Err(GitLabError::Unauthorized)
             };
@@ -115,18 +95,10 @@ mod tests {
         assert_eq!(g.0.load(Ordering::SeqCst), 2);
         tokio::time::sleep(Duration::from_secs(2)).await;
         auth.agent_info("bad").await.unwrap_err();
-        assert_eq!(
-            g.0.load(Ordering::SeqCst),
-            3,
-            "errors expire after 1 minute"
-        );
+        assert_eq!(g.0.load(Ordering::SeqCst), 3, "errors expire after 1 minute");
         tokio::time::sleep(CACHE_TTL).await;
         auth.agent_info("good").await.unwrap();
-        assert_eq!(
-            g.0.load(Ordering::SeqCst),
-            4,
-            "answers expire after 5 minutes"
-        );
+        assert_eq!(g.0.load(Ordering::SeqCst), 4, "answers expire after 5 minutes");
     }
 
     #[test]

@@ -29,19 +29,15 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
 {
-    let agent_id = match req
-        .headers()
-        .get(ROUTING_AGENT_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-    {
-        Some(id) => id,
-        None => {
-            return raw::error_response(&Status::invalid_argument(format!(
-                "missing or invalid {ROUTING_AGENT_ID} metadata"
-            )));
-        }
-    };
+    let agent_id =
+        match req.headers().get(ROUTING_AGENT_ID).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()) {
+            Some(id) => id,
+            None => {
+                return raw::error_response(&Status::invalid_argument(format!(
+                    "missing or invalid {ROUTING_AGENT_ID} metadata"
+                )));
+            }
+        };
     let method = req.uri().path().to_owned();
     let (service, name) = match MethodName::parse(&method) {
         Ok(m) => (m.service.to_owned(), m.method.to_owned()),
@@ -55,11 +51,7 @@ where
         let mut handle = match registry.try_find(agent_id, &service, &name) {
             Some(h) => h,
             None => {
-                if out
-                    .send(encode(g::Msg::NoTunnel(g::NoTunnel {})))
-                    .await
-                    .is_err()
-                {
+                if out.send(encode(g::Msg::NoTunnel(g::NoTunnel {}))).await.is_err() {
                     return;
                 }
                 tokio::select! {
@@ -69,11 +61,7 @@ where
                 }
             }
         };
-        if out
-            .send(encode(g::Msg::TunnelReady(g::TunnelReady {})))
-            .await
-            .is_err()
-        {
+        if out.send(encode(g::Msg::TunnelReady(g::TunnelReady {}))).await.is_err() {
             return;
         }
         // First request message must be StartStreaming; anything else (or the routing kas leaving)
@@ -90,11 +78,7 @@ where
                 }
             }
         });
-        let mut call = OutboundCall {
-            method,
-            meta,
-            requests: req_rx,
-        };
+        let mut call = OutboundCall { method, meta, requests: req_rx };
         let mut events = loop {
             match handle.forward(call).await {
                 Ok(events) => break events,
@@ -111,13 +95,9 @@ where
         loop {
             let item = match events.recv().await {
                 Some(Ok(CallEvent::Header(meta))) => encode(g::Msg::Header(g::Header { meta })),
-                Some(Ok(CallEvent::Message(m))) => {
-                    encode(g::Msg::Message(g::Message { data: m.to_vec() }))
-                }
+                Some(Ok(CallEvent::Message(m))) => encode(g::Msg::Message(g::Message { data: m.to_vec() })),
                 Some(Ok(CallEvent::Trailer(meta))) => encode(g::Msg::Trailer(g::Trailer { meta })),
-                Some(Ok(CallEvent::Error(s))) => {
-                    encode(g::Msg::Error(g::Error { status: Some(s) }))
-                }
+                Some(Ok(CallEvent::Error(s))) => encode(g::Msg::Error(g::Error { status: Some(s) })),
                 Some(Err(s)) => ResponseItem::End(s, HeaderMap::new()),
                 None => ResponseItem::End(Status::new(tonic::Code::Ok, ""), HeaderMap::new()),
             };

@@ -65,19 +65,13 @@ pub struct StaticGitLab {
 
 impl StaticGitLab {
     pub fn new(agents: impl IntoIterator<Item = (String, AgentInfo)>) -> Self {
-        Self {
-            agents: Arc::new(agents.into_iter().collect()),
-        }
+        Self { agents: Arc::new(agents.into_iter().collect()) }
     }
 }
 
 impl GitLabApi for StaticGitLab {
     fn agent_info(&self, agent_token: &str) -> BoxFuture<'_, Result<AgentInfo, GitLabError>> {
-        let r = self
-            .agents
-            .get(agent_token)
-            .cloned()
-            .ok_or(GitLabError::Unauthorized);
+        let r = self.agents.get(agent_token).cloned().ok_or(GitLabError::Unauthorized);
         Box::pin(async move { r })
     }
 }
@@ -94,12 +88,7 @@ pub struct HttpGitLab {
 impl HttpGitLab {
     /// `authority` is `host:port` of GitLab; `dialer` may be TLS.
     pub fn new(dialer: Dialer, authority: &str, secret: Vec<u8>, clock: SharedClock) -> Self {
-        Self {
-            dialer_authority: authority.to_owned(),
-            dialer,
-            secret: Arc::new(secret),
-            clock,
-        }
+        Self { dialer_authority: authority.to_owned(), dialer, secret: Arc::new(secret), clock }
     }
 }
 
@@ -118,9 +107,8 @@ impl GitLabApi for HttpGitLab {
                 .await
                 .map_err(|e| GitLabError::Unavailable(e.to_string()))?;
             match resp.status.as_u16() {
-                200 => serde_json::from_slice(&resp.body).map_err(|e| {
-                    GitLabError::Unavailable(format!("agent_info: invalid JSON: {e}"))
-                }),
+                200 => serde_json::from_slice(&resp.body)
+                    .map_err(|e| GitLabError::Unavailable(format!("agent_info: invalid JSON: {e}"))),
                 401 => Err(GitLabError::Unauthorized),
                 403 => Err(GitLabError::Forbidden),
                 404 => Err(GitLabError::NotFound),
@@ -138,34 +126,14 @@ mod tests {
     fn agent_info_ignores_unknown_fields() {
         let j = r#"{"project_id":150,"agent_id":7,"agent_name":"prod","gitaly_info":{"address":"x"},"default_branch":"main"}"#;
         let a: AgentInfo = serde_json::from_str(j).unwrap();
-        assert_eq!(
-            a,
-            AgentInfo {
-                id: 7,
-                project_id: 150,
-                name: "prod".into(),
-                default_branch: "main".into()
-            }
-        );
+        assert_eq!(a, AgentInfo { id: 7, project_id: 150, name: "prod".into(), default_branch: "main".into() });
     }
 
     #[test]
     fn status_mapping() {
-        assert_eq!(
-            GitLabError::Unauthorized.to_status().code(),
-            tonic::Code::Unauthenticated
-        );
-        assert_eq!(
-            GitLabError::Forbidden.to_status().code(),
-            tonic::Code::PermissionDenied
-        );
-        assert_eq!(
-            GitLabError::NotFound.to_status().code(),
-            tonic::Code::NotFound
-        );
-        assert_eq!(
-            GitLabError::Unavailable("x".into()).to_status().code(),
-            tonic::Code::Unavailable
-        );
+        assert_eq!(GitLabError::Unauthorized.to_status().code(), tonic::Code::Unauthenticated);
+        assert_eq!(GitLabError::Forbidden.to_status().code(), tonic::Code::PermissionDenied);
+        assert_eq!(GitLabError::NotFound.to_status().code(), tonic::Code::NotFound);
+        assert_eq!(GitLabError::Unavailable("x".into()).to_status().code(), tonic::Code::Unavailable);
     }
 }

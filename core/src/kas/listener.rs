@@ -61,17 +61,10 @@ impl ListenerOptions {
 }
 
 /// Serves HTTP/2 connections from `listener` with `service` until `shutdown`.
-pub async fn serve<S, B>(
-    mut listener: Box<dyn Accept>,
-    service: S,
-    opts: ListenerOptions,
-    shutdown: CancellationToken,
-) where
-    S: tower_service::Service<
-            http::Request<Incoming>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
+pub async fn serve<S, B>(mut listener: Box<dyn Accept>, service: S, opts: ListenerOptions, shutdown: CancellationToken)
+where
+    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -116,11 +109,8 @@ async fn serve_connection<S, B>(
     opts: &ListenerOptions,
     shutdown: CancellationToken,
 ) where
-    S: tower_service::Service<
-            http::Request<Incoming>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
+    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -130,18 +120,13 @@ async fn serve_connection<S, B>(
     let age = CancellationToken::new();
     let age_for_requests = age.clone();
     let svc = tower::ServiceExt::map_request(service, move |mut req: http::Request<Incoming>| {
-        req.extensions_mut()
-            .insert(ConnectionAge(age_for_requests.clone()));
+        req.extensions_mut().insert(ConnectionAge(age_for_requests.clone()));
         req
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(None);
+    builder.timer(TokioTimer::new()).max_concurrent_streams(None);
     if let Some(k) = opts.keepalive_interval {
-        builder
-            .keep_alive_interval(k)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+        builder.keep_alive_interval(k).keep_alive_timeout(KEEPALIVE_TIMEOUT);
     }
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
     tokio::pin!(conn);

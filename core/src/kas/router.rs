@@ -37,8 +37,7 @@ pub const TRACKER_POLL: Duration = Duration::from_secs(1);
 /// Metadata naming the target agent on kas → kas hops. All `kas-hop-*` keys stop at the gateway.
 pub const ROUTING_AGENT_ID: &str = "kas-hop-routing-agent-id";
 /// The upstream message, verbatim: clients and docs grep for it.
-pub const NO_TUNNEL_MESSAGE: &str =
-    "Agent connection not found. Is agent up to date and connected?";
+pub const NO_TUNNEL_MESSAGE: &str = "Agent connection not found. Is agent up to date and connected?";
 
 /// Routes calls to agents through local tunnels or other kas replicas.
 #[derive(Debug, Clone)]
@@ -64,12 +63,7 @@ enum Found {
 impl Router {
     /// `own_url` is this kas's private API URL as registered in the tracker (skipped when routing);
     /// `dialer` reaches other kas replicas' private APIs.
-    pub fn new(
-        registry: Registry,
-        tracker: Arc<dyn Tracker>,
-        own_url: Option<String>,
-        dialer: Dialer,
-    ) -> Self {
+    pub fn new(registry: Registry, tracker: Arc<dyn Tracker>, own_url: Option<String>, dialer: Dialer) -> Self {
         Self::with_timeout(registry, tracker, own_url, dialer, ROUTING_TIMEOUT)
     }
 
@@ -80,29 +74,14 @@ impl Router {
         dialer: Dialer,
         timeout: Duration,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                registry,
-                tracker,
-                own_url,
-                dialer,
-                channels: Mutex::default(),
-                timeout,
-            }),
-        }
+        Self { inner: Arc::new(Inner { registry, tracker, own_url, dialer, channels: Mutex::default(), timeout }) }
     }
 
     /// Starts `call` on a tunnel of `agent_id`.
     pub async fn call(&self, agent_id: AgentId, call: OutboundCall) -> Result<CallEvents, Status> {
-        let m =
-            MethodName::parse(&call.method).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let m = MethodName::parse(&call.method).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (service, method) = (m.service.to_owned(), m.method.to_owned());
-        match tokio::time::timeout(
-            self.inner.timeout,
-            self.route(agent_id, &service, &method, call),
-        )
-        .await
-        {
+        match tokio::time::timeout(self.inner.timeout, self.route(agent_id, &service, &method, call)).await {
             Ok(r) => r,
             Err(_) => Err(Status::deadline_exceeded(NO_TUNNEL_MESSAGE)),
         }
@@ -110,10 +89,7 @@ impl Router {
 
     /// A tonic-compatible channel whose calls go to `agent_id` through the tunnel.
     pub fn channel(&self, agent_id: AgentId) -> RoutingChannel {
-        RoutingChannel {
-            router: self.clone(),
-            agent_id,
-        }
+        RoutingChannel { router: self.clone(), agent_id }
     }
 
     async fn route(
@@ -124,10 +100,7 @@ impl Router {
         mut call: OutboundCall,
     ) -> Result<CallEvents, Status> {
         loop {
-            match self
-                .find(agent_id, service, method, &call.method, &call.meta)
-                .await
-            {
+            match self.find(agent_id, service, method, &call.method, &call.meta).await {
                 Found::Local(handle) => match handle.forward(call).await {
                     Ok(events) => return Ok(events),
                     Err(TunnelGone(c)) => call = c,
@@ -137,24 +110,12 @@ impl Router {
         }
     }
 
-    async fn find(
-        &self,
-        agent_id: AgentId,
-        service: &str,
-        method: &str,
-        full: &str,
-        meta: &Meta,
-    ) -> Found {
+    async fn find(&self, agent_id: AgentId, service: &str, method: &str, full: &str, meta: &Meta) -> Found {
         type Attempt = BoxFuture<'static, (String, Result<Found, Status>)>;
         let mut pending: FuturesUnordered<Attempt> = FuturesUnordered::new();
         let registry = self.inner.registry.clone();
         let (s, m) = (service.to_owned(), method.to_owned());
-        pending.push(Box::pin(async move {
-            (
-                String::new(),
-                Ok(Found::Local(registry.find(agent_id, &s, &m).await)),
-            )
-        }));
+        pending.push(Box::pin(async move { (String::new(), Ok(Found::Local(registry.find(agent_id, &s, &m).await))) }));
         let mut tried: BTreeSet<String> = BTreeSet::new();
         let mut poll = tokio::time::interval(TRACKER_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -192,19 +153,13 @@ impl Router {
     }
 
     fn gateway_channel(&self, url: &str) -> Result<tonic::transport::Channel, String> {
-        let mut channels = self
-            .inner
-            .channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut channels = self.inner.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
-        let authority = url
-            .strip_prefix("grpc://")
-            .ok_or_else(|| format!("unsupported kas URL {url:?}: want grpc://host:port"))?;
-        let c =
-            grpc_channel(self.inner.dialer.clone(), authority, |e| e).map_err(|e| e.to_string())?;
+        let authority =
+            url.strip_prefix("grpc://").ok_or_else(|| format!("unsupported kas URL {url:?}: want grpc://host:port"))?;
+        let c = grpc_channel(self.inner.dialer.clone(), authority, |e| e).map_err(|e| e.to_string())?;
         channels.insert(url.to_owned(), c.clone());
         Ok(c)
     }
@@ -224,37 +179,28 @@ impl GatewayTunnel {
         method: &str,
         meta: &Meta,
     ) -> Result<Self, Status> {
-        let path: http::uri::PathAndQuery = method
-            .parse()
-            .map_err(|_| Status::invalid_argument("bad method"))?;
+        let path: http::uri::PathAndQuery = method.parse().map_err(|_| Status::invalid_argument("bad method"))?;
         let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Bytes>(16);
         let mut headers = HeaderMap::new();
-        metadata::append_to_headers(meta, &mut headers)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        metadata::append_to_headers(meta, &mut headers).map_err(|e| Status::invalid_argument(e.to_string()))?;
         headers.insert(ROUTING_AGENT_ID, agent_id.into());
         let mut req = tonic::Request::new(ReceiverStream::new(rx));
         *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
         let mut responses = grpc.streaming(req, path, RawCodec).await?.into_inner();
         let mut order = Checker::new(&GATEWAY_KAS_RESPONSE);
         loop {
-            let msg = responses.message().await?.ok_or_else(|| {
-                Status::unavailable("gateway kas ended before a tunnel was ready")
-            })?;
-            let msg = GatewayKasResponse::decode(msg)
-                .map_err(|e| Status::internal(format!("gateway kas: {e}")))?;
+            let msg = responses
+                .message()
+                .await?
+                .ok_or_else(|| Status::unavailable("gateway kas ended before a tunnel was ready"))?;
+            let msg = GatewayKasResponse::decode(msg).map_err(|e| Status::internal(format!("gateway kas: {e}")))?;
             match msg.msg {
                 Some(g::Msg::NoTunnel(_)) => order.accept(6)?,
                 Some(g::Msg::TunnelReady(_)) => {
                     order.accept(1)?;
-                    return Ok(Self {
-                        requests: tx,
-                        responses,
-                        order,
-                    });
+                    return Ok(Self { requests: tx, responses, order });
                 }
                 Some(other) => {
                     return Err(order
@@ -268,22 +214,12 @@ impl GatewayTunnel {
     }
 
     fn start(self, call: OutboundCall) -> CallEvents {
-        let Self {
-            requests,
-            mut responses,
-            mut order,
-        } = self;
+        let Self { requests, mut responses, mut order } = self;
         let (events_tx, events_rx) = mpsc::channel(16);
         let mut client = call.requests;
         tokio::spawn(async move {
-            if requests
-                .send(StartStreaming {}.encode_to_vec().into())
-                .await
-                .is_err()
-            {
-                let _ = events_tx
-                    .send(Err(Status::unavailable("gateway kas went away")))
-                    .await;
+            if requests.send(StartStreaming {}.encode_to_vec().into()).await.is_err() {
+                let _ = events_tx.send(Err(Status::unavailable("gateway kas went away"))).await;
                 return;
             }
             let pump = async move {
@@ -303,21 +239,15 @@ impl GatewayTunnel {
                 let event = match msg {
                     Ok(None) => {
                         if let Err(e) = order.accept(EOF) {
-                            let _ = events_tx
-                                .send(Err(Status::unavailable(format!("gateway kas: {e}"))))
-                                .await;
+                            let _ = events_tx.send(Err(Status::unavailable(format!("gateway kas: {e}")))).await;
                         }
                         return;
                     }
                     Err(s) => Err(s),
                     Ok(Some(bytes)) => match GatewayKasResponse::decode(bytes) {
                         Err(e) => Err(Status::internal(format!("gateway kas: {e}"))),
-                        Ok(GatewayKasResponse { msg: None }) => {
-                            Err(order.accept_msg(None).unwrap_err().into())
-                        }
-                        Ok(GatewayKasResponse { msg: Some(m) }) => match order
-                            .accept(gateway_field(&m))
-                        {
+                        Ok(GatewayKasResponse { msg: None }) => Err(order.accept_msg(None).unwrap_err().into()),
+                        Ok(GatewayKasResponse { msg: Some(m) }) => match order.accept(gateway_field(&m)) {
                             Err(e) => Err(e.into()),
                             Ok(()) => Ok(match m {
                                 g::Msg::Header(h) => CallEvent::Header(h.meta),
@@ -376,11 +306,7 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for RoutingChannel
 }
 
 /// Serves one gRPC request from the HTTP side by routing it to the agent.
-pub async fn serve_call<B>(
-    router: &Router,
-    agent_id: AgentId,
-    req: http::Request<B>,
-) -> http::Response<RawBody>
+pub async fn serve_call<B>(router: &Router, agent_id: AgentId, req: http::Request<B>) -> http::Response<RawBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
@@ -396,17 +322,7 @@ where
             }
         }
     });
-    let mut events = match router
-        .call(
-            agent_id,
-            OutboundCall {
-                method,
-                meta,
-                requests: rx,
-            },
-        )
-        .await
-    {
+    let mut events = match router.call(agent_id, OutboundCall { method, meta, requests: rx }).await {
         Ok(e) => e,
         Err(s) => return raw::error_response(&s),
     };
@@ -421,9 +337,7 @@ where
         Some(Ok(CallEvent::Error(s))) => return raw::error_response(&status::from_proto(&s)),
         Some(Err(s)) => return raw::error_response(&s),
         Some(Ok(other)) => {
-            return raw::error_response(&Status::internal(format!(
-                "agent sent {other:?} before header"
-            )));
+            return raw::error_response(&Status::internal(format!("agent sent {other:?} before header")));
         }
         None => return raw::error_response(&Status::unavailable("tunnel ended before a response")),
     };
@@ -444,10 +358,7 @@ where
                     ResponseItem::End(Status::internal("second header"), HeaderMap::new())
                 }
                 Some(Err(s)) => ResponseItem::End(s, std::mem::take(&mut trailers)),
-                None => ResponseItem::End(
-                    Status::new(tonic::Code::Ok, ""),
-                    std::mem::take(&mut trailers),
-                ),
+                None => ResponseItem::End(Status::new(tonic::Code::Ok, ""), std::mem::take(&mut trailers)),
             };
             let end = matches!(item, ResponseItem::End(..));
             if items_tx.send(item).await.is_err() || end {

@@ -41,20 +41,10 @@ pub struct Kas {
 
 impl Kas {
     /// `dialer` reaches other kas replicas' private APIs.
-    pub fn new(
-        gitlab: Arc<dyn GitLabApi>,
-        tracker: Arc<dyn Tracker>,
-        dialer: Dialer,
-        opts: KasOptions,
-    ) -> Self {
+    pub fn new(gitlab: Arc<dyn GitLabApi>, tracker: Arc<dyn Tracker>, dialer: Dialer, opts: KasOptions) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let registry = Registry::new(Some(tx));
-        let router = Router::new(
-            registry.clone(),
-            tracker.clone(),
-            opts.private_api_url.clone(),
-            dialer,
-        );
+        let router = Router::new(registry.clone(), tracker.clone(), opts.private_api_url.clone(), dialer);
         Self {
             registry,
             router,
@@ -98,12 +88,7 @@ impl Kas {
         let Some(url) = self.opts.private_api_url.clone() else {
             return;
         };
-        let Some(mut presence) = self
-            .presence
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let Some(mut presence) = self.presence.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
         let (gone_tx, mut gone_rx) = mpsc::unbounded_channel();

@@ -38,10 +38,7 @@ pub struct InMemoryTracker {
 
 impl InMemoryTracker {
     pub fn new(clock: SharedClock) -> Self {
-        Self {
-            clock,
-            entries: Arc::default(),
-        }
+        Self { clock, entries: Arc::default() }
     }
 
     fn live(&self, agent_id: AgentId) -> Vec<String> {
@@ -57,8 +54,7 @@ impl InMemoryTracker {
 
 impl Tracker for InMemoryTracker {
     fn register(&self, agent_id: AgentId, kas_url: &str, ttl: Duration) -> BoxFuture<'_, ()> {
-        let expires =
-            self.clock.unix_millis() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let expires = self.clock.unix_millis() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
         self.entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -95,18 +91,11 @@ mod tests {
         let t = InMemoryTracker::new(Arc::new(TokioClock::new(0)));
         t.register(1, "grpc://kas-b:8155", TTL).await;
         t.register(1, "grpc://kas-a:8155", TTL).await;
-        assert_eq!(
-            t.kas_urls(1).await,
-            vec!["grpc://kas-a:8155", "grpc://kas-b:8155"]
-        );
+        assert_eq!(t.kas_urls(1).await, vec!["grpc://kas-a:8155", "grpc://kas-b:8155"]);
         tokio::time::sleep(REFRESH_PERIOD).await;
         t.register(1, "grpc://kas-a:8155", TTL).await;
         tokio::time::sleep(TTL - REFRESH_PERIOD).await;
-        assert_eq!(
-            t.kas_urls(1).await,
-            vec!["grpc://kas-a:8155"],
-            "b expired, a was refreshed"
-        );
+        assert_eq!(t.kas_urls(1).await, vec!["grpc://kas-a:8155"], "b expired, a was refreshed");
         t.unregister(1, "grpc://kas-a:8155").await;
         assert!(t.kas_urls(1).await.is_empty());
         assert!(t.kas_urls(2).await.is_empty());

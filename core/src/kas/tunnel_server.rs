@@ -16,8 +16,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::agent_auth::{AgentAuth, bearer_token};
 use crate::grpc::status;
 use crate::proto::reverse_tunnel::rpc::{
-    CloseSend, ConnectRequest, ConnectResponse, Message, RequestInfo, connect_request,
-    connect_response, reverse_tunnel_server::ReverseTunnel,
+    CloseSend, ConnectRequest, ConnectResponse, Message, RequestInfo, connect_request, connect_response,
+    reverse_tunnel_server::ReverseTunnel,
 };
 use crate::tunnel::automaton::{CONNECT_REQUEST, Checker, EOF};
 use crate::tunnel::call::{CallEvent, OutboundCall};
@@ -47,21 +47,10 @@ type Out = mpsc::Sender<Result<ConnectResponse, Status>>;
 impl ReverseTunnel for TunnelServer {
     type ConnectStream = ReceiverStream<Result<ConnectResponse, Status>>;
 
-    async fn connect(
-        &self,
-        req: Request<Streaming<ConnectRequest>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
+    async fn connect(&self, req: Request<Streaming<ConnectRequest>>) -> Result<Response<Self::ConnectStream>, Status> {
         let token = bearer_token(req.metadata())?;
-        let agent = self
-            .auth
-            .agent_info(&token)
-            .await
-            .map_err(|e| e.to_status())?;
-        let age = req
-            .extensions()
-            .get::<ConnectionAge>()
-            .cloned()
-            .unwrap_or_default();
+        let agent = self.auth.agent_info(&token).await.map_err(|e| e.to_status())?;
+        let age = req.extensions().get::<ConnectionAge>().cloned().unwrap_or_default();
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let registry = self.registry.clone();
@@ -87,22 +76,16 @@ async fn run(
     let descriptor = match first.and_then(|m| m.msg) {
         Some(connect_request::Msg::Descriptor(d)) => {
             order.accept(1)?;
-            let d = d.agent_descriptor.ok_or_else(|| {
-                Status::invalid_argument("descriptor: agent_descriptor is required")
-            })?;
-            Arc::new(
-                Descriptor::from_proto(&d).map_err(|e| Status::invalid_argument(e.to_string()))?,
-            )
+            let d = d
+                .agent_descriptor
+                .ok_or_else(|| Status::invalid_argument("descriptor: agent_descriptor is required"))?;
+            Arc::new(Descriptor::from_proto(&d).map_err(|e| Status::invalid_argument(e.to_string()))?)
         }
         Some(other) => {
-            return Err(order
-                .accept(field_of(&other))
-                .map_or_else(Status::from, |_| Status::internal("unreachable")));
+            return Err(order.accept(field_of(&other)).map_or_else(Status::from, |_| Status::internal("unreachable")));
         }
         None => {
-            return Err(Status::invalid_argument(
-                "ConnectRequest: expected a descriptor first",
-            ));
+            return Err(Status::invalid_argument("ConnectRequest: expected a descriptor first"));
         }
     };
     let _connection = registry.connect(agent_id);
@@ -148,24 +131,13 @@ async fn forward(
     out: &Out,
     mut order: Checker,
 ) -> Result<(), Status> {
-    let OutboundCall {
-        method,
-        meta,
-        mut requests,
-    } = call;
+    let OutboundCall { method, meta, mut requests } = call;
     let info = ConnectResponse {
-        msg: Some(connect_response::Msg::RequestInfo(RequestInfo {
-            method_name: method.clone(),
-            meta: meta.clone(),
-        })),
+        msg: Some(connect_response::Msg::RequestInfo(RequestInfo { method_name: method.clone(), meta: meta.clone() })),
     };
     if out.send(Ok(info)).await.is_err() {
         // The stream died while idle: give the call back for another tunnel.
-        let _ = reply.send(Err(OutboundCall {
-            method,
-            meta,
-            requests,
-        }));
+        let _ = reply.send(Err(OutboundCall { method, meta, requests }));
         return Ok(());
     }
     let (events_tx, events_rx) = mpsc::channel(16);

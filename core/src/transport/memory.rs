@@ -18,20 +18,20 @@ type Backlog = mpsc::UnboundedSender<(tokio::io::DuplexStream, String)>;
 pub struct MemoryNetwork {
     listeners: Arc<Mutex<BTreeMap<String, Backlog>>>,
     next_port: Arc<Mutex<u64>>,
+    dials: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
 impl MemoryNetwork {
     /// Listens on `addr`, replacing any previous listener there (a restarted server).
     pub fn listen(&self, addr: &str) -> MemoryListener {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(addr.to_owned(), tx);
-        MemoryListener {
-            addr: addr.to_owned(),
-            rx,
-        }
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.to_owned(), tx);
+        MemoryListener { addr: addr.to_owned(), rx }
+    }
+
+    /// Successful dials to `addr` so far (each is a new connection).
+    pub fn dial_count(&self, addr: &str) -> usize {
+        self.dials.lock().unwrap_or_else(|e| e.into_inner()).get(addr).copied().unwrap_or(0)
     }
 
     pub fn connector(&self) -> MemoryConnector {
@@ -48,14 +48,13 @@ pub struct MemoryListener {
 impl Accept for MemoryListener {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
         Box::pin(async move {
-            let (stream, peer) = self.rx.recv().await.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotConnected, "memory listener closed")
-            })?;
+            let (stream, peer) = self
+                .rx
+                .recv()
+                .await
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "memory listener closed"))?;
             let io: BoxIo = Box::new(stream);
-            Ok(Accepted {
-                peer,
-                io: Box::pin(async move { Ok(io) }),
-            })
+            Ok(Accepted { peer, io: Box::pin(async move { Ok(io) }) })
         })
     }
 
@@ -73,19 +72,10 @@ pub struct MemoryConnector {
 impl Connect for MemoryConnector {
     fn connect(&self, authority: &str) -> BoxFuture<'static, io::Result<BoxIo>> {
         let result = (|| {
-            let backlog = self
-                .net
-                .listeners
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(authority)
-                .cloned()
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::ConnectionRefused,
-                        format!("nothing listens on {authority}"),
-                    )
-                })?;
+            let backlog =
+                self.net.listeners.lock().unwrap_or_else(|e| e.into_inner()).get(authority).cloned().ok_or_else(
+                    || io::Error::new(io::ErrorKind::ConnectionRefused, format!("nothing listens on {authority}")),
+                )?;
             let peer = {
                 let mut n = self.net.next_port.lock().unwrap_or_else(|e| e.into_inner());
                 *n += 1;
@@ -93,11 +83,9 @@ impl Connect for MemoryConnector {
             };
             let (a, b) = tokio::io::duplex(PIPE_BUFFER);
             backlog.send((b, peer)).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    format!("listener on {authority} is gone"),
-                )
+                io::Error::new(io::ErrorKind::ConnectionRefused, format!("listener on {authority} is gone"))
             })?;
+            *self.net.dials.lock().unwrap_or_else(|e| e.into_inner()).entry(authority.to_owned()).or_default() += 1;
             Ok(Box::new(a) as BoxIo)
         })();
         Box::pin(async move { result })
@@ -122,14 +110,8 @@ mod tests {
         let mut buf = [0u8; 4];
         server.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ping");
-        assert_eq!(
-            c.connect("nowhere:1").await.err().unwrap().kind(),
-            io::ErrorKind::ConnectionRefused
-        );
+        assert_eq!(c.connect("nowhere:1").await.err().unwrap().kind(), io::ErrorKind::ConnectionRefused);
         drop(l);
-        assert_eq!(
-            c.connect("kas:8150").await.err().unwrap().kind(),
-            io::ErrorKind::ConnectionRefused
-        );
+        assert_eq!(c.connect("kas:8150").await.err().unwrap().kind(), io::ErrorKind::ConnectionRefused);
     }
 }

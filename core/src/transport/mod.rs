@@ -59,16 +59,9 @@ pub fn grpc_channel(
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))?;
     let endpoint = configure(endpoint);
     let target = authority.to_owned();
-    Ok(
-        endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri: http::Uri| {
-            let dialer = dialer.clone();
-            let target = target.clone();
-            async move {
-                dialer
-                    .connect(&target)
-                    .await
-                    .map(hyper_util::rt::TokioIo::new)
-            }
-        })),
-    )
+    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri: http::Uri| {
+        let dialer = dialer.clone();
+        let target = target.clone();
+        async move { dialer.connect(&target).await.map(hyper_util::rt::TokioIo::new) }
+    })))
 }

@@ -11,9 +11,7 @@ pub struct TcpListener {
 
 impl TcpListener {
     pub async fn bind(addr: &str) -> io::Result<Self> {
-        Ok(Self {
-            inner: tokio::net::TcpListener::bind(addr).await?,
-        })
+        Ok(Self { inner: tokio::net::TcpListener::bind(addr).await? })
     }
 }
 
@@ -23,18 +21,12 @@ impl Accept for TcpListener {
             let (stream, peer) = self.inner.accept().await?;
             stream.set_nodelay(true)?;
             let io: BoxIo = Box::new(stream);
-            Ok(Accepted {
-                peer: peer.to_string(),
-                io: Box::pin(async move { Ok(io) }),
-            })
+            Ok(Accepted { peer: peer.to_string(), io: Box::pin(async move { Ok(io) }) })
         })
     }
 
     fn local_addr(&self) -> String {
-        self.inner
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
+        self.inner.local_addr().map(|a| a.to_string()).unwrap_or_default()
     }
 }
 

@@ -35,23 +35,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn read_certs(pem: &[u8], path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| TlsError::Pem { path: path.to_owned(), reason: e.to_string() })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificates {
-            path: path.to_owned(),
-        });
+        return Err(TlsError::NoCertificates { path: path.to_owned() });
     }
     Ok(certs)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
 }
 
 /// Server-side TLS settings.
@@ -64,33 +56,23 @@ impl ServerTls {
     /// From PEM bytes. `alpn` lists protocols in preference order, e.g. `h2`, `http/1.1`.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], alpn: &[&[u8]]) -> Result<Self, TlsError> {
         let certs = read_certs(cert_pem, "certificate")?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
-            path: "key".into(),
-            reason: e.to_string(),
-        })?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| TlsError::Pem { path: "key".into(), reason: e.to_string() })?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(certs, key)?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(Self {
-            config: Arc::new(config),
-        })
+        Ok(Self { config: Arc::new(config) })
     }
 
     pub fn from_files(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<Self, TlsError> {
         Self::from_pem(&read_file(cert)?, &read_file(key)?, alpn).map_err(|e| match e {
-            TlsError::Pem { reason, path } if path == "key" => TlsError::Pem {
-                path: key.display().to_string(),
-                reason,
-            },
-            TlsError::Pem { reason, .. } => TlsError::Pem {
-                path: cert.display().to_string(),
-                reason,
-            },
-            TlsError::NoCertificates { .. } => TlsError::NoCertificates {
-                path: cert.display().to_string(),
-            },
+            TlsError::Pem { reason, path } if path == "key" => {
+                TlsError::Pem { path: key.display().to_string(), reason }
+            }
+            TlsError::Pem { reason, .. } => TlsError::Pem { path: cert.display().to_string(), reason },
+            TlsError::NoCertificates { .. } => TlsError::NoCertificates { path: cert.display().to_string() },
             other => other,
         })
     }
@@ -104,10 +86,7 @@ pub struct TlsListener<L> {
 
 impl<L: Accept> TlsListener<L> {
     pub fn new(inner: L, tls: &ServerTls) -> Self {
-        Self {
-            inner,
-            acceptor: tokio_rustls::TlsAcceptor::from(tls.config.clone()),
-        }
+        Self { inner, acceptor: tokio_rustls::TlsAcceptor::from(tls.config.clone()) }
     }
 }
 
@@ -168,64 +147,39 @@ impl TlsConnector {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(pem) = &opts.ca_pem {
             for cert in read_certs(pem, "CA certificate")? {
-                roots.add(cert).map_err(|source| TlsError::BadCertificate {
-                    path: "CA certificate".into(),
-                    source,
-                })?;
+                roots.add(cert).map_err(|source| TlsError::BadCertificate { path: "CA certificate".into(), source })?;
             }
         }
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = if opts.alpn.is_empty() {
-            vec![b"h2".to_vec()]
-        } else {
-            opts.alpn.clone()
-        };
+        config.alpn_protocols = if opts.alpn.is_empty() { vec![b"h2".to_vec()] } else { opts.alpn.clone() };
         if opts.insecure_skip_verify {
-            config
-                .dangerous()
-                .set_certificate_verifier(Arc::new(NoVerification(provider())));
+            config.dangerous().set_certificate_verifier(Arc::new(NoVerification(provider())));
         }
         let server_name = match &opts.server_name {
-            Some(n) => {
-                Some(ServerName::try_from(n.clone()).map_err(|_| TlsError::ServerName(n.clone()))?)
-            }
+            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| TlsError::ServerName(n.clone()))?),
             None => None,
         };
-        Ok(Self {
-            inner,
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
-            server_name,
-        })
+        Ok(Self { inner, connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name })
     }
 }
 
 impl std::fmt::Debug for TlsConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsConnector")
-            .field("inner", &self.inner)
-            .field("server_name", &self.server_name)
-            .finish()
+        f.debug_struct("TlsConnector").field("inner", &self.inner).field("server_name", &self.server_name).finish()
     }
 }
 
 impl Connect for TlsConnector {
     fn connect(&self, authority: &str) -> BoxFuture<'static, io::Result<BoxIo>> {
         let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let name = match &self.server_name {
             Some(n) => Ok(n.clone()),
-            None => ServerName::try_from(host.clone()).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("invalid TLS server name {host:?}"),
-                )
-            }),
+            None => ServerName::try_from(host.clone())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid TLS server name {host:?}"))),
         };
         let io = self.inner.connect(authority);
         let connector = self.connector.clone();
@@ -260,12 +214,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -274,12 +223,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

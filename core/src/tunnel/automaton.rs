@@ -19,48 +19,26 @@ pub struct Spec {
 pub const CONNECT_REQUEST: Spec = Spec {
     name: "ConnectRequest",
     first: &[1],
-    next: &[
-        (1, &[2, 5]),
-        (2, &[3, 4]),
-        (3, &[3, 4]),
-        (4, &[5, EOF]),
-        (5, &[EOF]),
-    ],
+    next: &[(1, &[2, 5]), (2, &[3, 4]), (3, &[3, 4]), (4, &[5, EOF]), (5, &[EOF])],
 };
 
 /// `ConnectResponse` (kas → agentk): EOF first means the tunnel was never used.
-pub const CONNECT_RESPONSE: Spec = Spec {
-    name: "ConnectResponse",
-    first: &[1, EOF],
-    next: &[(1, &[2, 3, EOF]), (2, &[2, 3, EOF]), (3, &[EOF])],
-};
+pub const CONNECT_RESPONSE: Spec =
+    Spec { name: "ConnectResponse", first: &[1, EOF], next: &[(1, &[2, 3, EOF]), (2, &[2, 3, EOF]), (3, &[EOF])] };
 
 /// `grpctool.HttpRequest`: header, data*, trailer, upgrade_data*.
-pub const HTTP_REQUEST: Spec = Spec {
-    name: "HttpRequest",
-    first: &[1],
-    next: &[(1, &[2, 3]), (2, &[2, 3]), (3, &[4, EOF]), (4, &[4, EOF])],
-};
+pub const HTTP_REQUEST: Spec =
+    Spec { name: "HttpRequest", first: &[1], next: &[(1, &[2, 3]), (2, &[2, 3]), (3, &[4, EOF]), (4, &[4, EOF])] };
 
 /// `grpctool.HttpResponse`: same shape as the request.
-pub const HTTP_RESPONSE: Spec = Spec {
-    name: "HttpResponse",
-    ..HTTP_REQUEST
-};
+pub const HTTP_RESPONSE: Spec = Spec { name: "HttpResponse", ..HTTP_REQUEST };
 
 /// `kas.GatewayKasResponse` (gateway kas → routing kas): an optional no_tunnel while the gateway
 /// waits, tunnel_ready, then the forwarded call exactly like `ConnectRequest` after its descriptor.
 pub const GATEWAY_KAS_RESPONSE: Spec = Spec {
     name: "GatewayKasResponse",
     first: &[1, 6],
-    next: &[
-        (6, &[1]),
-        (1, &[2, 5]),
-        (2, &[3, 4]),
-        (3, &[3, 4]),
-        (4, &[5, EOF]),
-        (5, &[EOF]),
-    ],
+    next: &[(6, &[1]), (1, &[2, 5]), (2, &[3, 4]), (3, &[3, 4]), (4, &[5, EOF]), (5, &[EOF])],
 };
 
 /// A message arrived out of order.
@@ -87,11 +65,7 @@ pub struct Checker {
 }
 
 fn describe(field: i32) -> String {
-    if field == EOF {
-        "end of stream".to_owned()
-    } else {
-        format!("field {field}")
-    }
+    if field == EOF { "end of stream".to_owned() } else { format!("field {field}") }
 }
 
 impl Checker {
@@ -102,13 +76,7 @@ impl Checker {
     fn allowed(&self) -> &'static [i32] {
         match self.last {
             None => self.spec.first,
-            Some(l) => self
-                .spec
-                .next
-                .iter()
-                .find(|(f, _)| *f == l)
-                .map(|(_, n)| *n)
-                .unwrap_or(&[]),
+            Some(l) => self.spec.next.iter().find(|(f, _)| *f == l).map(|(_, n)| *n).unwrap_or(&[]),
         }
     }
 
@@ -122,10 +90,7 @@ impl Checker {
             Err(OrderError {
                 spec: self.spec.name,
                 got: describe(field),
-                after: self.last.map_or_else(
-                    || "at start".to_owned(),
-                    |l| format!("after {}", describe(l)),
-                ),
+                after: self.last.map_or_else(|| "at start".to_owned(), |l| format!("after {}", describe(l))),
                 expected: allowed.to_vec(),
             })
         }
@@ -138,10 +103,7 @@ impl Checker {
             None => Err(OrderError {
                 spec: self.spec.name,
                 got: "a message with no oneof field set".to_owned(),
-                after: self.last.map_or_else(
-                    || "at start".to_owned(),
-                    |l| format!("after {}", describe(l)),
-                ),
+                after: self.last.map_or_else(|| "at start".to_owned(), |l| format!("after {}", describe(l))),
                 expected: self.allowed().to_vec(),
             }),
         }
@@ -176,21 +138,13 @@ mod tests {
                 p(Some(5), &[-1]),
             ]
             .concat(),
-            "ConnectResponse" => [
-                p(None, &[1, -1]),
-                p(Some(1), &[2, 3, -1]),
-                p(Some(2), &[2, 3, -1]),
-                p(Some(3), &[-1]),
-            ]
-            .concat(),
-            "HttpRequest" | "HttpResponse" => [
-                p(None, &[1]),
-                p(Some(1), &[2, 3]),
-                p(Some(2), &[2, 3]),
-                p(Some(3), &[4, -1]),
-                p(Some(4), &[4, -1]),
-            ]
-            .concat(),
+            "ConnectResponse" => {
+                [p(None, &[1, -1]), p(Some(1), &[2, 3, -1]), p(Some(2), &[2, 3, -1]), p(Some(3), &[-1])].concat()
+            }
+            "HttpRequest" | "HttpResponse" => {
+                [p(None, &[1]), p(Some(1), &[2, 3]), p(Some(2), &[2, 3]), p(Some(3), &[4, -1]), p(Some(4), &[4, -1])]
+                    .concat()
+            }
             "GatewayKasResponse" => [
                 p(None, &[1, 6]),
                 p(Some(6), &[1]),
@@ -208,13 +162,7 @@ mod tests {
     /// Every (state, next) pair: legal ones accepted, every other one rejected.
     #[test]
     fn every_transition_is_checked() {
-        for spec in [
-            &CONNECT_REQUEST,
-            &CONNECT_RESPONSE,
-            &HTTP_REQUEST,
-            &HTTP_RESPONSE,
-            &GATEWAY_KAS_RESPONSE,
-        ] {
+        for spec in [&CONNECT_REQUEST, &CONNECT_RESPONSE, &HTTP_REQUEST, &HTTP_RESPONSE, &GATEWAY_KAS_RESPONSE] {
             let legal = legal(spec);
             let mut states: Vec<Option<i32>> = vec![None];
             states.extend(spec.next.iter().map(|(f, _)| Some(*f)));
@@ -223,18 +171,10 @@ mod tests {
                 for next in alphabet(spec) {
                     let mut c = Checker { spec, last: *state };
                     let ok = c.accept(next).is_ok();
-                    assert_eq!(
-                        ok,
-                        legal.contains(&(*state, next)),
-                        "{}: {state:?} -> {next}",
-                        spec.name
-                    );
+                    assert_eq!(ok, legal.contains(&(*state, next)), "{}: {state:?} -> {next}", spec.name);
                     if !ok {
                         rejected += 1;
-                        assert_eq!(
-                            c.last, *state,
-                            "a rejected message must not move the automaton"
-                        );
+                        assert_eq!(c.last, *state, "a rejected message must not move the automaton");
                     }
                 }
             }
@@ -250,14 +190,8 @@ mod tests {
         }
         let mut c = Checker::new(&CONNECT_REQUEST);
         let err = c.accept(2).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "ConnectRequest: field 2 not allowed at start; expected one of [1]"
-        );
-        assert_eq!(
-            tonic::Status::from(err).code(),
-            tonic::Code::InvalidArgument
-        );
+        assert_eq!(err.to_string(), "ConnectRequest: field 2 not allowed at start; expected one of [1]");
+        assert_eq!(tonic::Status::from(err).code(), tonic::Code::InvalidArgument);
         let err = c.accept_msg(None).unwrap_err();
         assert!(err.to_string().contains("no oneof field set"));
     }

@@ -57,8 +57,7 @@ mod tests {
 
     #[test]
     fn method_names() {
-        let m = MethodName::parse("/gitlab.agent.kubernetes_api.rpc.KubernetesApi/MakeRequest")
-            .unwrap();
+        let m = MethodName::parse("/gitlab.agent.kubernetes_api.rpc.KubernetesApi/MakeRequest").unwrap();
         assert_eq!(m.service, "gitlab.agent.kubernetes_api.rpc.KubernetesApi");
         assert_eq!(m.method, "MakeRequest");
         for bad in ["", "/", "//", "/a/", "//b", "a/b", "/a/b/c"] {

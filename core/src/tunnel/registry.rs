@@ -21,10 +21,7 @@ pub type AgentId = i64;
 
 /// Sent to a tunnel task to start a call; it answers with the call's events, or gives the call back
 /// when its stream turned out to be dead so the caller can try another tunnel.
-pub type Handoff = (
-    OutboundCall,
-    oneshot::Sender<Result<CallEvents, OutboundCall>>,
-);
+pub type Handoff = (OutboundCall, oneshot::Sender<Result<CallEvents, OutboundCall>>);
 
 /// The (service, method) pairs a tunnel's agent serves.
 #[derive(Debug, Clone, Default)]
@@ -60,9 +57,7 @@ impl Descriptor {
     }
 
     pub fn supports(&self, service: &str, method: &str) -> bool {
-        self.methods
-            .iter()
-            .any(|(s, m)| s == service && m == method)
+        self.methods.iter().any(|(s, m)| s == service && m == method)
     }
 }
 
@@ -92,9 +87,7 @@ impl TunnelHandle {
             // a failed call rather than hang.
             Err(_) => {
                 let (tx, rx) = mpsc::channel(1);
-                let _ = tx.try_send(Err(tonic::Status::unavailable(
-                    "tunnel task ended during hand-off",
-                )));
+                let _ = tx.try_send(Err(tonic::Status::unavailable("tunnel task ended during hand-off")));
                 Ok(rx)
             }
         }
@@ -162,10 +155,7 @@ impl Default for Registry {
 impl Registry {
     /// `presence` receives 0→1 and 1→0 changes of connected tunnels per agent.
     pub fn new(presence: Option<mpsc::UnboundedSender<Presence>>) -> Self {
-        Self {
-            state: Arc::default(),
-            presence,
-        }
+        Self { state: Arc::default(), presence }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -182,15 +172,9 @@ impl Registry {
             a.connected == 1
         };
         if first && let Some(p) = &self.presence {
-            let _ = p.send(Presence {
-                agent_id,
-                present: true,
-            });
+            let _ = p.send(Presence { agent_id, present: true });
         }
-        Connection {
-            registry: self.clone(),
-            agent_id,
-        }
+        Connection { registry: self.clone(), agent_id }
     }
 
     /// Offers an idle tunnel: hands it to the oldest matching waiter, or parks it.
@@ -203,19 +187,11 @@ impl Registry {
         let id = st.next_id;
         let a = st.agents.entry(agent_id).or_default();
         let mut tx = Some(tx);
-        while let Some(pos) = a
-            .waiting
-            .iter()
-            .position(|w| descriptor.supports(&w.service, &w.method))
-        {
+        while let Some(pos) = a.waiting.iter().position(|w| descriptor.supports(&w.service, &w.method)) {
             let Some(w) = a.waiting.remove(pos) else {
                 break;
             };
-            let handle = TunnelHandle {
-                agent_id,
-                tunnel_id: id,
-                tx: tx.take().expect("tx present"),
-            };
+            let handle = TunnelHandle { agent_id, tunnel_id: id, tx: tx.take().expect("tx present") };
             match w.tx.send(handle) {
                 Ok(()) => break,
                 // The waiter gave up; take the sender back and try the next one.
@@ -225,12 +201,7 @@ impl Registry {
         if let Some(tx) = tx {
             a.idle.push_back(IdleTunnel { id, descriptor, tx });
         }
-        Registration {
-            registry: self.clone(),
-            agent_id,
-            id,
-            rx,
-        }
+        Registration { registry: self.clone(), agent_id, id, rx }
     }
 
     /// Takes a matching idle tunnel now, or queues and waits for one (no deadline here).
@@ -240,33 +211,13 @@ impl Registry {
             st.next_id += 1;
             let id = st.next_id;
             let a = st.agents.entry(agent_id).or_default();
-            if let Some(pos) = a
-                .idle
-                .iter()
-                .position(|t| t.descriptor.supports(service, method))
-            {
+            if let Some(pos) = a.idle.iter().position(|t| t.descriptor.supports(service, method)) {
                 let t = a.idle.remove(pos).expect("position is in range");
-                return TunnelHandle {
-                    agent_id,
-                    tunnel_id: t.id,
-                    tx: t.tx,
-                };
+                return TunnelHandle { agent_id, tunnel_id: t.id, tx: t.tx };
             }
             let (tx, rx) = oneshot::channel();
-            a.waiting.push_back(Waiter {
-                id,
-                service: service.to_owned(),
-                method: method.to_owned(),
-                tx,
-            });
-            (
-                rx,
-                WaiterGuard {
-                    registry: self.clone(),
-                    agent_id,
-                    id,
-                },
-            )
+            a.waiting.push_back(Waiter { id, service: service.to_owned(), method: method.to_owned(), tx });
+            (rx, WaiterGuard { registry: self.clone(), agent_id, id })
         };
         let handle = rx.await;
         drop(guard);
@@ -281,37 +232,23 @@ impl Registry {
     pub fn try_find(&self, agent_id: AgentId, service: &str, method: &str) -> Option<TunnelHandle> {
         let mut st = self.lock();
         let a = st.agents.get_mut(&agent_id)?;
-        let pos = a
-            .idle
-            .iter()
-            .position(|t| t.descriptor.supports(service, method))?;
+        let pos = a.idle.iter().position(|t| t.descriptor.supports(service, method))?;
         let t = a.idle.remove(pos)?;
-        Some(TunnelHandle {
-            agent_id,
-            tunnel_id: t.id,
-            tx: t.tx,
-        })
+        Some(TunnelHandle { agent_id, tunnel_id: t.id, tx: t.tx })
     }
 
     pub fn stats(&self, agent_id: AgentId) -> AgentStats {
         let st = self.lock();
-        st.agents
-            .get(&agent_id)
-            .map_or_else(AgentStats::default, |a| AgentStats {
-                connected: a.connected,
-                idle: a.idle.len(),
-                waiting: a.waiting.len(),
-            })
+        st.agents.get(&agent_id).map_or_else(AgentStats::default, |a| AgentStats {
+            connected: a.connected,
+            idle: a.idle.len(),
+            waiting: a.waiting.len(),
+        })
     }
 
     /// Agents with at least one connected tunnel, ascending.
     pub fn agents(&self) -> Vec<AgentId> {
-        self.lock()
-            .agents
-            .iter()
-            .filter(|(_, a)| a.connected > 0)
-            .map(|(id, _)| *id)
-            .collect()
+        self.lock().agents.iter().filter(|(_, a)| a.connected > 0).map(|(id, _)| *id).collect()
     }
 
     fn gc(st: &mut State, agent_id: AgentId) {
@@ -347,10 +284,7 @@ impl Drop for Connection {
             last
         };
         if last && let Some(p) = &self.registry.presence {
-            let _ = p.send(Presence {
-                agent_id: self.agent_id,
-                present: false,
-            });
+            let _ = p.send(Presence { agent_id: self.agent_id, present: false });
         }
     }
 }
@@ -398,46 +332,23 @@ mod tests {
     fn desc(pairs: &[(&str, &str)]) -> Arc<Descriptor> {
         let services = pairs
             .iter()
-            .map(|(s, m)| Service {
-                name: (*s).into(),
-                methods: vec![Method { name: (*m).into() }],
-            })
+            .map(|(s, m)| Service { name: (*s).into(), methods: vec![Method { name: (*m).into() }] })
             .collect();
         Arc::new(Descriptor::from_proto(&AgentDescriptor { services }).unwrap())
     }
 
     fn call() -> OutboundCall {
-        OutboundCall {
-            method: "/a.S/M".into(),
-            meta: Default::default(),
-            requests: mpsc::channel(1).1,
-        }
+        OutboundCall { method: "/a.S/M".into(), meta: Default::default(), requests: mpsc::channel(1).1 }
     }
 
     #[test]
     fn descriptor_validation() {
+        let bad = AgentDescriptor { services: vec![Service { name: String::new(), methods: vec![] }] };
+        assert_eq!(Descriptor::from_proto(&bad).unwrap_err(), DescriptorError::EmptyService(0));
         let bad = AgentDescriptor {
-            services: vec![Service {
-                name: String::new(),
-                methods: vec![],
-            }],
+            services: vec![Service { name: "s".into(), methods: vec![Method { name: String::new() }] }],
         };
-        assert_eq!(
-            Descriptor::from_proto(&bad).unwrap_err(),
-            DescriptorError::EmptyService(0)
-        );
-        let bad = AgentDescriptor {
-            services: vec![Service {
-                name: "s".into(),
-                methods: vec![Method {
-                    name: String::new(),
-                }],
-            }],
-        };
-        assert_eq!(
-            Descriptor::from_proto(&bad).unwrap_err(),
-            DescriptorError::EmptyMethod("s".into())
-        );
+        assert_eq!(Descriptor::from_proto(&bad).unwrap_err(), DescriptorError::EmptyMethod("s".into()));
     }
 
     #[tokio::test]
@@ -447,18 +358,12 @@ mod tests {
         let first = r.register(1, desc(&[("a.S", "M")]));
         let _second = r.register(1, desc(&[("a.S", "M")]));
         assert!(r.try_find(1, "a.S", "X").is_none());
-        assert!(
-            r.try_find(2, "a.S", "M").is_none(),
-            "other agents' tunnels never match"
-        );
+        assert!(r.try_find(2, "a.S", "M").is_none(), "other agents' tunnels never match");
         let h = r.find(1, "a.S", "M").await;
         assert_eq!(h.tunnel_id, first.id);
         let h2 = r.try_find(1, "a.S", "M").unwrap();
         assert_ne!(h2.tunnel_id, first.id);
-        assert!(
-            r.try_find(1, "a.S", "M").is_none(),
-            "each tunnel is handed out once"
-        );
+        assert!(r.try_find(1, "a.S", "M").is_none(), "each tunnel is handed out once");
         drop((h, h2));
     }
 
@@ -478,14 +383,7 @@ mod tests {
         let t2 = r.register(7, desc(&[("a.S", "M")]));
         assert_eq!(w1.await.unwrap(), t1.id);
         assert_eq!(w2.await.unwrap(), t2.id);
-        assert_eq!(
-            r.stats(7),
-            AgentStats {
-                connected: 0,
-                idle: 1,
-                waiting: 0
-            }
-        );
+        assert_eq!(r.stats(7), AgentStats { connected: 0, idle: 1, waiting: 0 });
         drop(unsuitable);
         assert_eq!(r.stats(7), AgentStats::default());
     }
@@ -499,20 +397,14 @@ mod tests {
         let mut reg = r.register(3, desc(&[("a.S", "M")]));
         let h = r.try_find(3, "a.S", "M").unwrap();
         drop(h);
-        assert!(
-            reg.rx.try_recv().is_err(),
-            "a dropped handle closes the registration channel"
-        );
+        assert!(reg.rx.try_recv().is_err(), "a dropped handle closes the registration channel");
         let gone = r.try_find(3, "a.S", "M");
         assert!(gone.is_none());
         drop(reg);
         let reg = r.register(3, desc(&[("a.S", "M")]));
         let h = r.try_find(3, "a.S", "M").unwrap();
         drop(reg);
-        assert!(
-            matches!(h.forward(call()).await, Err(TunnelGone(_))),
-            "a dead tunnel gives the call back"
-        );
+        assert!(matches!(h.forward(call()).await, Err(TunnelGone(_))), "a dead tunnel gives the call back");
     }
 
     #[test]
@@ -524,20 +416,8 @@ mod tests {
         assert_eq!(r.agents(), vec![5]);
         drop(c1);
         drop(c2);
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            Presence {
-                agent_id: 5,
-                present: true
-            }
-        );
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            Presence {
-                agent_id: 5,
-                present: false
-            }
-        );
+        assert_eq!(rx.try_recv().unwrap(), Presence { agent_id: 5, present: true });
+        assert_eq!(rx.try_recv().unwrap(), Presence { agent_id: 5, present: false });
         assert!(rx.try_recv().is_err());
         assert!(r.agents().is_empty());
     }

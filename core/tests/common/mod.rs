@@ -21,12 +21,7 @@ pub const AGENT_ID: i64 = 42;
 pub fn gitlab() -> Arc<StaticGitLab> {
     Arc::new(StaticGitLab::new([(
         TOKEN.to_owned(),
-        AgentInfo {
-            id: AGENT_ID,
-            project_id: 150,
-            name: "prod".into(),
-            default_branch: "main".into(),
-        },
+        AgentInfo { id: AGENT_ID, project_id: 150, name: "prod".into(), default_branch: "main".into() },
     )]))
 }
 
@@ -52,21 +47,11 @@ impl World {
             gitlab(),
             self.tracker.clone(),
             Arc::new(self.net.connector()),
-            KasOptions {
-                private_api_url: Some(url),
-                agent_listener,
-            },
+            KasOptions { private_api_url: Some(url), agent_listener },
         );
         let (k1, k2, k3) = (kas.clone(), kas.clone(), kas.clone());
-        let (l1, l2) = (
-            self.net.listen(&format!("{name}:8150")),
-            self.net.listen(&format!("{name}:8155")),
-        );
-        let (s1, s2, s3) = (
-            self.shutdown.clone(),
-            self.shutdown.clone(),
-            self.shutdown.clone(),
-        );
+        let (l1, l2) = (self.net.listen(&format!("{name}:8150")), self.net.listen(&format!("{name}:8155")));
+        let (s1, s2, s3) = (self.shutdown.clone(), self.shutdown.clone(), self.shutdown.clone());
         tokio::spawn(async move { k1.serve_agents(Box::new(l1), s1).await });
         tokio::spawn(async move { k2.serve_private_api(Box::new(l2), s2).await });
         tokio::spawn(async move { k3.run_tracker(s3).await });
@@ -101,10 +86,7 @@ pub fn client(kas: &Kas) -> TestingClient<kasim_core::kas::router::RoutingChanne
 pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached within {limit:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "condition not reached within {limit:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
