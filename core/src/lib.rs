@@ -6,6 +6,8 @@
 
 pub mod agentk;
 pub mod clock;
+pub mod config_error;
+pub mod duration;
 pub mod grpc;
 pub mod http_client;
 pub mod jwt;

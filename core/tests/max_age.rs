@@ -90,5 +90,8 @@ async fn in_flight_calls_finish_within_grace_and_idle_tunnels_move_to_a_new_conn
     let cut = cut.unwrap_err();
     assert_ne!(cut.code(), tonic::Code::Ok);
     let cut_at = cut_at - start;
-    assert!(cut_at >= Duration::from_secs(90) && cut_at < Duration::from_secs(91), "closed at age + grace, got {cut_at:?}");
+    assert!(
+        cut_at >= Duration::from_secs(90) && cut_at < Duration::from_secs(91),
+        "closed at age + grace, got {cut_at:?}"
+    );
 }

@@ -112,7 +112,8 @@ async fn calls_route_through_the_kas_that_holds_the_tunnel() {
 /// Opens a raw Connect stream and sends `msgs`; returns the status the stream ended with.
 async fn raw_connect(w: &World, msgs: Vec<kasim_core::proto::reverse_tunnel::rpc::ConnectRequest>) -> tonic::Status {
     use kasim_core::proto::reverse_tunnel::rpc::reverse_tunnel_client::ReverseTunnelClient;
-    let channel = kasim_core::transport::grpc_channel(std::sync::Arc::new(w.net.connector()), "kas:8150", |e| e).unwrap();
+    let channel =
+        kasim_core::transport::grpc_channel(std::sync::Arc::new(w.net.connector()), "kas:8150", |e| e).unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     for m in msgs {
         tx.send(m).await.unwrap();
@@ -138,10 +139,10 @@ async fn protocol_violations_end_the_stream_with_invalid_argument() {
     use kasim_core::proto::reverse_tunnel::rpc::{ConnectRequest, Descriptor, Header, connect_request::Msg};
     let w = World::new();
     let _kas = w.kas("kas", ListenerOptions::agent_default());
-    let good = AgentDescriptor {
-        services: vec![Service { name: "a.S".into(), methods: vec![Method { name: "M".into() }] }],
-    };
-    let desc = |d: Option<AgentDescriptor>| ConnectRequest { msg: Some(Msg::Descriptor(Descriptor { agent_descriptor: d })) };
+    let good =
+        AgentDescriptor { services: vec![Service { name: "a.S".into(), methods: vec![Method { name: "M".into() }] }] };
+    let desc =
+        |d: Option<AgentDescriptor>| ConnectRequest { msg: Some(Msg::Descriptor(Descriptor { agent_descriptor: d })) };
     let header = ConnectRequest { msg: Some(Msg::Header(Header::default())) };
     let cases: Vec<(&str, Vec<ConnectRequest>, &str)> = vec![
         ("header first", vec![header.clone()], "ConnectRequest: field 2 not allowed at start"),

@@ -109,7 +109,7 @@ mod tests {
             b.next_delay(Instant::now(), &mut rng);
         }
         tokio::time::sleep(Duration::from_secs(25)).await;
-        assert_eq!(ms(b.next_delay(Instant::now(), &mut rng)), 6553, "exactly 25 s is not a reset");
+        assert_eq!(ms(b.next_delay(Instant::now(), &mut rng)), 10485, "exactly 25 s is not a reset");
         tokio::time::sleep(Duration::from_millis(25_001)).await;
         assert_eq!(ms(b.next_delay(Instant::now(), &mut rng)), 1000);
     }

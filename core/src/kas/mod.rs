@@ -1,6 +1,7 @@
 //! kas: the GitLab-side server agents connect to.
 
 pub mod agent_auth;
+pub mod config;
 pub mod gateway;
 pub mod gitlab;
 pub mod listener;

@@ -101,3 +101,34 @@ mod tests {
         assert!(t.kas_urls(2).await.is_empty());
     }
 }
+
+/// A fixed set of kas replicas, for deployments without a shared store: every agent is looked for on
+/// every peer. Registration is a no-op; a peer without the agent's tunnels just never answers
+/// `tunnel_ready`, and the first one that does wins.
+#[derive(Debug, Clone, Default)]
+pub struct StaticTracker {
+    peers: Vec<String>,
+}
+
+impl StaticTracker {
+    pub fn new(mut peers: Vec<String>) -> Self {
+        peers.sort();
+        peers.dedup();
+        Self { peers }
+    }
+}
+
+impl Tracker for StaticTracker {
+    fn register(&self, _: AgentId, _: &str, _: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    fn unregister(&self, _: AgentId, _: &str) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    fn kas_urls(&self, _: AgentId) -> BoxFuture<'_, Vec<String>> {
+        let p = self.peers.clone();
+        Box::pin(async move { p })
+    }
+}
