@@ -80,8 +80,9 @@ mod tests {
             ("prod*", "preprod", true), // unanchored start
             ("p.od*", "prod", true),    // `.` keeps its regex meaning
             ("p.od*", "p-od", true),
-            ("(a|b)*", "zzz", true), // matches the empty string somewhere
-            ("", "", false),         // blank patterns never match
+            ("(a|b)*", "xbz", true), // becomes `(a|b).*`: alternation kept
+            ("(a|b)*", "zzz", false),
+            ("", "", false), // blank patterns never match
             ("  ", "  ", false),
         ];
         for (pattern, env, want) in cases {
