@@ -122,8 +122,7 @@ fn lookup<'a>(entries: &'a [CiAccessEntry], path_lc: &str) -> Option<&'a CiAcces
     entries
         .iter()
         .take(AUTHORIZED_ENTITY_LIMIT)
-        .filter(|e| e.id.to_lowercase() == path_lc)
-        .next_back()
+        .rfind(|e| e.id.to_lowercase() == path_lc)
 }
 
 impl State {
