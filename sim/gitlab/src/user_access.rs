@@ -8,7 +8,10 @@
 //! `ci_access` ones (first 500 of each kind, lower-cased paths, under the
 //! config project's root group). The user must hold Developer or higher in an
 //! authorized project or group (direct or inherited); those are listed by id,
-//! each with a one-element `roles` list naming the effective role.
+//! each with a one-element `roles` list naming the effective role. A group
+//! entry counts for users whose role in that group (own or inherited from an
+//! ancestor) is Developer+; membership only in a subgroup does not count
+//! (chosen; Rails' finder was not available to confirm).
 
 use serde::Serialize;
 
