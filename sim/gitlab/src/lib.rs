@@ -6,6 +6,25 @@
 //! Everything is deterministic: time comes from an injected [`Clock`],
 //! tokens from a seeded generator, and all collections are ordered.
 //!
+//! # Modelling choices
+//! Where upstream behaviour is unconfirmed or a choice had to be made:
+//! - **Environment patterns** copy Rails: equality, or (with `*`) an
+//!   unanchored regex with `*` -> `.*` and other metacharacters live; a
+//!   pattern that fails to compile answers HTTP 500 (see [`pattern_matches`]).
+//! - **`project.groups`** in `allowed_agents` lists ancestor groups
+//!   outermost first, as the docs' `ci_job` example (23, then 25).
+//! - **Duplicate config entries** for one path: the last wins (Ruby
+//!   `first(500).index_by`); the 500 limit counts raw entries.
+//! - **Most specific wins before filtering**: a project entry that then fails
+//!   its `environments` / `protected_branches_only` filter hides the agent's
+//!   group entries.
+//! - **`roles_in_project`** and user-access `roles` hold the single effective
+//!   role name (`["developer"]`).
+//! - **Unparsable agent configs** authorize nothing (implicit access stays).
+//! - **JWT**: `exp`/`nbf` are checked only when present (ruby-jwt), no leeway.
+//! - **authorize_proxy_user** checks credentials (401), then agent (404),
+//!   then access (403).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use kasim_gitlab::{GitLab, ManualClock, Settings};
