@@ -56,10 +56,8 @@ impl GitLab {
         let agent_id = st.active_agent_token(agent_token)?;
         let agent = st.agent(agent_id)?;
         let project = st.project(agent.project)?;
-        let hash: String = Sha256::digest(agent.project.0.to_string().as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash: String =
+            Sha256::digest(agent.project.0.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         Ok(AgentInfo {
             project_id: agent.project.0,
             agent_id: agent_id.0,

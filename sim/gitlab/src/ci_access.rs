@@ -119,10 +119,7 @@ struct Candidate {
 
 /// Last entry among the first 500 whose lower-cased id equals `path_lc`.
 fn lookup<'a>(entries: &'a [CiAccessEntry], path_lc: &str) -> Option<&'a CiAccessEntry> {
-    entries
-        .iter()
-        .take(AUTHORIZED_ENTITY_LIMIT)
-        .rfind(|e| e.id.to_lowercase() == path_lc)
+    entries.iter().take(AUTHORIZED_ENTITY_LIMIT).rfind(|e| e.id.to_lowercase() == path_lc)
 }
 
 impl State {
@@ -163,19 +160,11 @@ impl State {
                 continue;
             }
             if let Some(e) = lookup(&ci.projects, &project_path) {
-                by_project.push(Candidate {
-                    agent: agent_id,
-                    config_project: agent.project,
-                    entry: e.clone(),
-                });
+                by_project.push(Candidate { agent: agent_id, config_project: agent.project, entry: e.clone() });
             }
             for (i, path) in ancestor_paths.iter().enumerate() {
                 if let Some(e) = lookup(&ci.groups, path) {
-                    by_group[i].push(Candidate {
-                        agent: agent_id,
-                        config_project: agent.project,
-                        entry: e.clone(),
-                    });
+                    by_group[i].push(Candidate { agent: agent_id, config_project: agent.project, entry: e.clone() });
                 }
             }
         }
@@ -188,15 +177,9 @@ impl State {
             .collect())
     }
 
-    pub(crate) fn allowed_agents(
-        &self,
-        job_token: &str,
-    ) -> Result<AllowedAgentsForJob, CiAccessError> {
+    pub(crate) fn allowed_agents(&self, job_token: &str) -> Result<AllowedAgentsForJob, CiAccessError> {
         let job_id = self.job_by_token(job_token)?;
-        let job = self
-            .jobs
-            .get(&job_id)
-            .ok_or(CiAccessError::UnknownJobToken)?;
+        let job = self.jobs.get(&job_id).ok_or(CiAccessError::UnknownJobToken)?;
         let env_name = job.environment.as_ref().map(|e| e.name.as_str());
         let mut allowed_agents = Vec::new();
         for c in self.ci_candidates(job.project)? {
@@ -208,9 +191,7 @@ impl State {
             }
             allowed_agents.push(AllowedAgent {
                 id: c.agent.0,
-                config_project: IdRef {
-                    id: c.config_project.0,
-                },
+                config_project: IdRef { id: c.config_project.0 },
                 configuration: c.entry,
             });
         }
@@ -224,13 +205,8 @@ impl State {
         Ok(AllowedAgentsForJob {
             allowed_agents,
             job: IdRef { id: job_id.0 },
-            pipeline: IdRef {
-                id: job.pipeline_id,
-            },
-            project: JobProject {
-                id: job.project.0,
-                groups,
-            },
+            pipeline: IdRef { id: job.pipeline_id },
+            project: JobProject { id: job.project.0, groups },
             user: JobUser {
                 id: job.user.0,
                 username: user.username.clone(),
@@ -239,20 +215,17 @@ impl State {
                     .map(|r| vec![r.name().to_owned()])
                     .unwrap_or_default(),
             },
-            environment: job.environment.as_ref().map(|e| JobEnvironmentRef {
-                tier: e.tier.clone(),
-                slug: e.slug.clone(),
-            }),
+            environment: job
+                .environment
+                .as_ref()
+                .map(|e| JobEnvironmentRef { tier: e.tier.clone(), slug: e.slug.clone() }),
         })
     }
 }
 
 impl GitLab {
     /// The `allowed_agents` answer for a running job's token.
-    pub fn allowed_agents_for_job(
-        &self,
-        job_token: &str,
-    ) -> Result<AllowedAgentsForJob, CiAccessError> {
+    pub fn allowed_agents_for_job(&self, job_token: &str) -> Result<AllowedAgentsForJob, CiAccessError> {
         self.lock().allowed_agents(job_token)
     }
 }

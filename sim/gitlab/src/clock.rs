@@ -21,9 +21,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock frozen at `now` (Unix seconds).
     pub fn new(now: i64) -> Self {
-        Self {
-            now: Arc::new(AtomicI64::new(now)),
-        }
+        Self { now: Arc::new(AtomicI64::new(now)) }
     }
 
     /// Jump to `now`.

@@ -24,9 +24,7 @@ pub fn config_file_path(agent_name: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// Larger than [`MAX_CONFIG_FILE_SIZE`].
-    #[error(
-        "{file}: config file is {size} bytes, larger than the {MAX_CONFIG_FILE_SIZE} bytes limit"
-    )]
+    #[error("{file}: config file is {size} bytes, larger than the {MAX_CONFIG_FILE_SIZE} bytes limit")]
     TooLarge {
         /// Repository path of the file.
         file: String,
@@ -109,18 +107,10 @@ pub struct CiAccessEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_as: Option<CiAccessAs>,
     /// Environment name patterns; empty = every job.
-    #[serde(
-        default,
-        deserialize_with = "null_as_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
     /// Only jobs on protected refs may use this entry.
-    #[serde(
-        default,
-        deserialize_with = "null_as_default",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "is_false")]
     pub protected_branches_only: bool,
 }
 
@@ -152,18 +142,10 @@ pub struct Impersonate {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
     /// Kubernetes groups.
-    #[serde(
-        default,
-        deserialize_with = "null_as_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     /// Extra attributes.
-    #[serde(
-        default,
-        deserialize_with = "null_as_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<ExtraKeyVal>,
 }
 
@@ -201,9 +183,7 @@ impl TryFrom<RawCiAccessAs> for CiAccessAs {
             (Some(e), None, None) => Ok(Self::Agent(e)),
             (None, Some(i), None) => Ok(Self::Impersonate(i)),
             (None, None, Some(e)) => Ok(Self::CiJob(e)),
-            _ => Err(format!(
-                "exactly one of `agent`, `impersonate`, `ci_job` must be set, got {set}"
-            )),
+            _ => Err(format!("exactly one of `agent`, `impersonate`, `ci_job` must be set, got {set}")),
         }
     }
 }
@@ -327,19 +307,13 @@ where
 
 impl<'de> Deserialize<'de> for CiAccessAs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(OneOf::<RawCiAccessAs, Self>(
-            std::marker::PhantomData,
-            "`agent`, `impersonate`, `ci_job`",
-        ))
+        d.deserialize_map(OneOf::<RawCiAccessAs, Self>(std::marker::PhantomData, "`agent`, `impersonate`, `ci_job`"))
     }
 }
 
 impl<'de> Deserialize<'de> for UserAccessAs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(OneOf::<RawUserAccessAs, Self>(
-            std::marker::PhantomData,
-            "`agent`, `user`",
-        ))
+        d.deserialize_map(OneOf::<RawUserAccessAs, Self>(std::marker::PhantomData, "`agent`, `user`"))
     }
 }
 
@@ -402,10 +376,7 @@ fn non_empty_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Erro
 /// Empty (or comment-only) contents are an empty config, like a missing file.
 pub fn parse_config_file(file: &str, contents: &[u8]) -> Result<ConfigurationFile, ConfigError> {
     if contents.len() > MAX_CONFIG_FILE_SIZE {
-        return Err(ConfigError::TooLarge {
-            file: file.to_owned(),
-            size: contents.len(),
-        });
+        return Err(ConfigError::TooLarge { file: file.to_owned(), size: contents.len() });
     }
     let de = serde_yaml_ng::Deserializer::from_slice(contents);
     match serde_path_to_error::deserialize::<_, Option<ConfigurationFile>>(de) {
@@ -421,21 +392,12 @@ pub fn parse_config_file(file: &str, contents: &[u8]) -> Result<ConfigurationFil
             // serde_yaml_ng prefixes its own (coarser) idea of the path; we
             // report serde_path_to_error's separately, so drop it.
             if let Some((prefix, rest)) = message.split_once(": ") {
-                let covers = field == prefix
-                    || field
-                        .strip_prefix(prefix)
-                        .is_some_and(|r| r.starts_with(['.', '[']));
+                let covers = field == prefix || field.strip_prefix(prefix).is_some_and(|r| r.starts_with(['.', '[']));
                 if covers {
                     message = rest.to_owned();
                 }
             }
-            Err(ConfigError::Invalid {
-                file: file.to_owned(),
-                line,
-                column,
-                field,
-                message,
-            })
+            Err(ConfigError::Invalid { file: file.to_owned(), line, column, field, message })
         }
     }
 }
@@ -447,9 +409,7 @@ mod tests {
     const FILE: &str = ".gitlab/agents/a/config.yaml";
 
     fn err(yaml: &str) -> String {
-        parse_config_file(FILE, yaml.as_bytes())
-            .expect_err("must be refused")
-            .to_string()
+        parse_config_file(FILE, yaml.as_bytes()).expect_err("must be refused").to_string()
     }
 
     #[test]
@@ -506,9 +466,7 @@ mod tests {
     #[test]
     fn impersonate_requires_username_and_non_empty_extra_values() {
         assert_eq!(
-            err(
-                "ci_access:\n  groups:\n    - id: g\n      access_as:\n        impersonate:\n          uid: x\n"
-            ),
+            err("ci_access:\n  groups:\n    - id: g\n      access_as:\n        impersonate:\n          uid: x\n"),
             ".gitlab/agents/a/config.yaml:6:11: ci_access.groups[0].access_as.impersonate: \
              missing field `username`"
         );
@@ -529,9 +487,7 @@ mod tests {
     #[test]
     fn access_as_needs_exactly_one_key() {
         assert_eq!(
-            err(
-                "ci_access:\n  projects:\n    - id: g/p\n      access_as:\n        agent: {}\n        ci_job: {}\n"
-            ),
+            err("ci_access:\n  projects:\n    - id: g/p\n      access_as:\n        agent: {}\n        ci_job: {}\n"),
             ".gitlab/agents/a/config.yaml:5:9: ci_access.projects[0].access_as: exactly one of \
              `agent`, `impersonate`, `ci_job` must be set, got 2"
         );
@@ -561,10 +517,7 @@ mod tests {
         let mut at_limit = "# padding\n".repeat(MAX_CONFIG_FILE_SIZE / 10);
         at_limit.push_str(&" ".repeat(MAX_CONFIG_FILE_SIZE - at_limit.len()));
         assert_eq!(at_limit.len(), MAX_CONFIG_FILE_SIZE);
-        assert_eq!(
-            parse_config_file(FILE, at_limit.as_bytes()),
-            Ok(ConfigurationFile::default())
-        );
+        assert_eq!(parse_config_file(FILE, at_limit.as_bytes()), Ok(ConfigurationFile::default()));
         let over = format!("{at_limit} ");
         assert_eq!(
             err(&over),
@@ -575,17 +528,9 @@ mod tests {
 
     #[test]
     fn empty_and_null_mean_unset() {
-        for yaml in [
-            "",
-            "# only a comment\n",
-            "ci_access:\n",
-            "ci_access:\n  projects:\n",
-        ] {
+        for yaml in ["", "# only a comment\n", "ci_access:\n", "ci_access:\n  projects:\n"] {
             let cfg = parse_config_file(FILE, yaml.as_bytes()).expect(yaml);
-            assert!(
-                cfg.ci_access.unwrap_or_default().projects.is_empty(),
-                "{yaml:?}"
-            );
+            assert!(cfg.ci_access.unwrap_or_default().projects.is_empty(), "{yaml:?}");
         }
     }
 

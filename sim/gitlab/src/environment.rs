@@ -33,10 +33,7 @@ pub fn pattern_matches(pattern: &str, environment: &str) -> Result<bool, Environ
     let re = regex::RegexBuilder::new(&pattern.replace('*', ".*"))
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| EnvironmentError {
-            pattern: pattern.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| EnvironmentError { pattern: pattern.to_owned(), reason: e.to_string() })?;
     Ok(re.is_match(environment))
 }
 
@@ -44,10 +41,7 @@ pub fn pattern_matches(pattern: &str, environment: &str) -> Result<bool, Environ
 /// needs an environment and one pattern must match it. Patterns are tried in
 /// order and the first match wins, so (as in Ruby's `any?`) a broken pattern
 /// after a matching one is never compiled.
-pub fn environments_admit(
-    patterns: &[String],
-    environment: Option<&str>,
-) -> Result<bool, EnvironmentError> {
+pub fn environments_admit(patterns: &[String], environment: Option<&str>) -> Result<bool, EnvironmentError> {
     if patterns.is_empty() {
         return Ok(true);
     }
@@ -86,11 +80,7 @@ mod tests {
             ("  ", "  ", false),
         ];
         for (pattern, env, want) in cases {
-            assert_eq!(
-                pattern_matches(pattern, env),
-                Ok(want),
-                "{pattern:?} vs {env:?}"
-            );
+            assert_eq!(pattern_matches(pattern, env), Ok(want), "{pattern:?} vs {env:?}");
         }
     }
 

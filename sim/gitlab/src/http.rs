@@ -37,10 +37,7 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<B
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Bytes::from(bytes));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -53,17 +50,11 @@ fn unauthorized() -> Response<Bytes> {
 }
 
 fn bad_request(error: &str) -> Response<Bytes> {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &serde_json::json!({ "error": error }),
-    )
+    json_response(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": error }))
 }
 
 fn internal_error() -> Response<Bytes> {
-    message(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "500 Internal Server Error",
-    )
+    message(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error")
 }
 
 fn header_str<'a>(req: &'a Request<Bytes>, name: &str) -> Option<&'a str> {
@@ -74,29 +65,13 @@ impl GitLab {
     /// Answers one request in-process (no sockets involved).
     pub fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
         let path = req.uri().path();
-        let route = [
-            AGENT_INFO_PATH,
-            ALLOWED_AGENTS_PATH,
-            AUTHORIZE_PROXY_USER_PATH,
-        ]
-        .into_iter()
-        .find(|p| *p == path);
+        let route = [AGENT_INFO_PATH, ALLOWED_AGENTS_PATH, AUTHORIZE_PROXY_USER_PATH].into_iter().find(|p| *p == path);
         let Some(route) = route else {
-            return json_response(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({ "error": "404 Not Found" }),
-            );
+            return json_response(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "404 Not Found" }));
         };
-        let want = if route == AUTHORIZE_PROXY_USER_PATH {
-            Method::POST
-        } else {
-            Method::GET
-        };
+        let want = if route == AUTHORIZE_PROXY_USER_PATH { Method::POST } else { Method::GET };
         if req.method() != want {
-            return json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({ "error": "405 Not Allowed" }),
-            );
+            return json_response(StatusCode::METHOD_NOT_ALLOWED, &serde_json::json!({ "error": "405 Not Allowed" }));
         }
         match route {
             AGENT_INFO_PATH => self.handle_agent_info(&req),
@@ -106,9 +81,8 @@ impl GitLab {
     }
 
     fn kas_jwt_ok(&self, req: &Request<Bytes>) -> bool {
-        header_str(req, KAS_JWT_HEADER).is_some_and(|jwt| {
-            verify_kas_jwt(&self.settings().kas_jwt_secret, jwt, self.now_unix()).is_ok()
-        })
+        header_str(req, KAS_JWT_HEADER)
+            .is_some_and(|jwt| verify_kas_jwt(&self.settings().kas_jwt_secret, jwt, self.now_unix()).is_ok())
     }
 
     fn handle_agent_info(&self, req: &Request<Bytes>) -> Response<Bytes> {
@@ -148,9 +122,7 @@ impl GitLab {
         let body: serde_json::Value = match serde_json::from_slice(req.body()) {
             Ok(v @ serde_json::Value::Object(_)) => v,
             _ => {
-                return bad_request(
-                    "agent_id is missing, access_type is missing, access_key is missing",
-                );
+                return bad_request("agent_id is missing, access_type is missing, access_key is missing");
             }
         };
         let mut missing = Vec::new();
@@ -160,10 +132,7 @@ impl GitLab {
                 None
             }
             // Grape coerces numeric strings to Integer.
-            Some(v) => match v
-                .as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            {
+            Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
                 Some(id) => Some(id),
                 None => return bad_request("agent_id is invalid"),
             },
@@ -176,24 +145,17 @@ impl GitLab {
         if access_key.is_none() {
             missing.push("access_key is missing");
         }
-        let (Some(agent_id), Some(access_type), Some(access_key)) =
-            (agent_id, access_type, access_key)
-        else {
+        let (Some(agent_id), Some(access_type), Some(access_key)) = (agent_id, access_type, access_key) else {
             return bad_request(&missing.join(", "));
         };
         let Some(access_type) = AccessType::parse(access_type) else {
             return bad_request("access_type does not have a valid value");
         };
-        let csrf = body
-            .get("csrf_token")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
+        let csrf = body.get("csrf_token").and_then(|v| v.as_str()).unwrap_or("");
         match self.authorize_proxy_user(AgentId(agent_id), access_type, access_key, csrf) {
             Ok(resp) => json_response(StatusCode::OK, &resp),
             Err(UserAccessError::Unauthorized) => unauthorized(),
-            Err(UserAccessError::AgentNotFound) => {
-                message(StatusCode::NOT_FOUND, "404 Agent Not Found")
-            }
+            Err(UserAccessError::AgentNotFound) => message(StatusCode::NOT_FOUND, "404 Agent Not Found"),
             Err(UserAccessError::Forbidden) => message(StatusCode::FORBIDDEN, "403 Forbidden"),
         }
     }
@@ -211,13 +173,8 @@ impl GitLab {
             async move {
                 let (parts, body) = req.into_parts();
                 let resp = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-                    Ok(collected) => {
-                        gitlab.handle(Request::from_parts(parts, collected.to_bytes()))
-                    }
-                    Err(_) => message(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "413 Request Entity Too Large",
-                    ),
+                    Ok(collected) => gitlab.handle(Request::from_parts(parts, collected.to_bytes())),
+                    Err(_) => message(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large"),
                 };
                 Ok::<_, std::convert::Infallible>(resp.map(Full::new))
             }

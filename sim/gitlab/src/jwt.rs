@@ -90,9 +90,7 @@ pub fn sign_kas_jwt(secret: &[u8], now: i64) -> String {
 /// Verifies a kas JWT as Rails does at time `now`.
 pub fn verify_kas_jwt(secret: &[u8], token: &str, now: i64) -> Result<(), JwtError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed("expected three segments"));
     };
     let header: serde_json::Value = decode_json(h)?;
@@ -100,9 +98,7 @@ pub fn verify_kas_jwt(secret: &[u8], token: &str, now: i64) -> Result<(), JwtErr
     if alg != "HS256" {
         return Err(JwtError::Algorithm(alg.to_owned()));
     }
-    let sig = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| JwtError::Malformed("signature is not base64url"))?;
+    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Malformed("signature is not base64url"))?;
     let mut m = mac(secret);
     m.update(h.as_bytes());
     m.update(b".");
@@ -111,17 +107,13 @@ pub fn verify_kas_jwt(secret: &[u8], token: &str, now: i64) -> Result<(), JwtErr
 
     let claims: serde_json::Value = decode_json(p)?;
     if let Some(exp) = claims.get("exp") {
-        let exp = exp
-            .as_i64()
-            .ok_or(JwtError::Malformed("exp is not an integer"))?;
+        let exp = exp.as_i64().ok_or(JwtError::Malformed("exp is not an integer"))?;
         if exp <= now {
             return Err(JwtError::Expired);
         }
     }
     if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf
-            .as_i64()
-            .ok_or(JwtError::Malformed("nbf is not an integer"))?;
+        let nbf = nbf.as_i64().ok_or(JwtError::Malformed("nbf is not an integer"))?;
         if nbf > now {
             return Err(JwtError::Immature);
         }
@@ -141,9 +133,7 @@ pub fn verify_kas_jwt(secret: &[u8], token: &str, now: i64) -> Result<(), JwtErr
 }
 
 fn decode_json(segment: &str) -> Result<serde_json::Value, JwtError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| JwtError::Malformed("segment is not base64url"))?;
+    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| JwtError::Malformed("segment is not base64url"))?;
     serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed("segment is not JSON"))
 }
 
@@ -167,41 +157,22 @@ mod tests {
     fn refusals() {
         let t = sign_kas_jwt(SECRET, 1000);
         assert_eq!(verify_kas_jwt(b"other", &t, 1000), Err(JwtError::Signature));
-        let claims =
-            |iss: &str, aud: serde_json::Value| json!({"iss": iss, "aud": aud, "exp": 2000});
+        let claims = |iss: &str, aud: serde_json::Value| json!({"iss": iss, "aud": aud, "exp": 2000});
         let wrong_iss = sign_hs256(SECRET, &claims("gitlab", json!("gitlab")));
-        assert_eq!(
-            verify_kas_jwt(SECRET, &wrong_iss, 1000),
-            Err(JwtError::Issuer)
-        );
+        assert_eq!(verify_kas_jwt(SECRET, &wrong_iss, 1000), Err(JwtError::Issuer));
         let wrong_aud = sign_hs256(SECRET, &claims("gitlab-kas", json!("gitlab-kas")));
-        assert_eq!(
-            verify_kas_jwt(SECRET, &wrong_aud, 1000),
-            Err(JwtError::Audience)
-        );
+        assert_eq!(verify_kas_jwt(SECRET, &wrong_aud, 1000), Err(JwtError::Audience));
         let aud_list = sign_hs256(SECRET, &claims("gitlab-kas", json!(["x", "gitlab"])));
         assert_eq!(verify_kas_jwt(SECRET, &aud_list, 1000), Ok(()));
         // Tampered payload keeps the old signature.
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = b64(br#"{"iss":"gitlab-kas","aud":"gitlab","exp":99999}"#);
         parts[1] = &forged;
-        assert_eq!(
-            verify_kas_jwt(SECRET, &parts.join("."), 1000),
-            Err(JwtError::Signature)
-        );
+        assert_eq!(verify_kas_jwt(SECRET, &parts.join("."), 1000), Err(JwtError::Signature));
         // alg=none is refused before any signature work.
         let none = format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(b"{}"));
-        assert_eq!(
-            verify_kas_jwt(SECRET, &none, 1000),
-            Err(JwtError::Algorithm("none".into()))
-        );
-        assert!(matches!(
-            verify_kas_jwt(SECRET, "a.b", 1000),
-            Err(JwtError::Malformed(_))
-        ));
-        assert!(matches!(
-            verify_kas_jwt(SECRET, "", 1000),
-            Err(JwtError::Malformed(_))
-        ));
+        assert_eq!(verify_kas_jwt(SECRET, &none, 1000), Err(JwtError::Algorithm("none".into())));
+        assert!(matches!(verify_kas_jwt(SECRET, "a.b", 1000), Err(JwtError::Malformed(_))));
+        assert!(matches!(verify_kas_jwt(SECRET, "", 1000), Err(JwtError::Malformed(_))));
     }
 }

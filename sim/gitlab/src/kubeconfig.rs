@@ -96,21 +96,13 @@ pub fn render_kubeconfig(
         kind: "Config",
         clusters: vec![Named {
             name: "gitlab".to_owned(),
-            spec: ClusterSpec {
-                cluster: Server {
-                    server: k8s_proxy_url,
-                },
-            },
+            spec: ClusterSpec { cluster: Server { server: k8s_proxy_url } },
         }],
         users: agents
             .iter()
             .map(|a| Named {
                 name: format!("agent:{}", a.id),
-                spec: UserSpec {
-                    user: Token {
-                        token: format!("ci:{}:{job_token}", a.id),
-                    },
-                },
+                spec: UserSpec { user: Token { token: format!("ci:{}:{job_token}", a.id) } },
             })
             .collect(),
         contexts: agents
@@ -140,9 +132,7 @@ impl GitLab {
             for a in allowed.allowed_agents {
                 let id = AgentId(a.id);
                 let agent = st.agent(id).map_err(CiAccessError::from)?;
-                let path = st
-                    .project_full_path(agent.project)
-                    .map_err(CiAccessError::from)?;
+                let path = st.project_full_path(agent.project).map_err(CiAccessError::from)?;
                 let ns = a.configuration.default_namespace;
                 agents.push(KubeconfigAgent {
                     id,

@@ -59,25 +59,23 @@ mod user_access;
 
 pub use agent_info::{AgentInfo, GitalyInfo, GitalyRepository};
 pub use ci_access::{
-    AUTHORIZED_ENTITY_LIMIT, AllowedAgent, AllowedAgentsForJob, CiAccessError, IdRef,
-    JobEnvironmentRef, JobProject, JobUser,
+    AUTHORIZED_ENTITY_LIMIT, AllowedAgent, AllowedAgentsForJob, CiAccessError, IdRef, JobEnvironmentRef, JobProject,
+    JobUser,
 };
 pub use clock::{Clock, ManualClock};
 pub use config_file::{
-    CiAccess, CiAccessAs, CiAccessEntry, ConfigError, ConfigurationFile, Empty, ExtraKeyVal,
-    IdEntry, Impersonate, LogLevel, Logging, MAX_CONFIG_FILE_SIZE, Observability, UserAccess,
-    UserAccessAs, config_file_path, parse_config_file,
+    CiAccess, CiAccessAs, CiAccessEntry, ConfigError, ConfigurationFile, Empty, ExtraKeyVal, IdEntry, Impersonate,
+    LogLevel, Logging, MAX_CONFIG_FILE_SIZE, Observability, UserAccess, UserAccessAs, config_file_path,
+    parse_config_file,
 };
 pub use environment::{EnvironmentError, environments_admit, pattern_matches};
 pub use http::{HttpError, JOB_TOKEN_HEADER, KAS_JWT_HEADER};
 pub use jwt::{JwtError, sign_hs256, sign_kas_jwt, verify_kas_jwt};
 pub use kubeconfig::{KubeconfigAgent, KubeconfigError, render_kubeconfig};
 pub use model::{
-    AgentId, GitLab, GroupId, JobEnvironment, JobId, ModelError, NewJob, ProjectId, Role, Settings,
-    UserId,
+    AgentId, GitLab, GroupId, JobEnvironment, JobId, ModelError, NewJob, ProjectId, Role, Settings, UserId,
 };
 pub use names::{MAX_AGENT_NAME_LEN, NameError, validate_agent_name};
 pub use user_access::{
-    AccessType, AuthorizeProxyUserResponse, ProxyAccessAs, ProxyAgent, ProxyUser, RoleGrant,
-    UserAccessError, UserGrant,
+    AccessType, AuthorizeProxyUserResponse, ProxyAccessAs, ProxyAgent, ProxyUser, RoleGrant, UserAccessError, UserGrant,
 };

@@ -263,16 +263,12 @@ pub struct GitLab {
 
 impl std::fmt::Debug for GitLab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitLab")
-            .field("k8s_proxy_url", &self.settings.k8s_proxy_url)
-            .finish_non_exhaustive()
+        f.debug_struct("GitLab").field("k8s_proxy_url", &self.settings.k8s_proxy_url).finish_non_exhaustive()
     }
 }
 
 fn next_id<K: Ord + Copy, V>(map: &BTreeMap<K, V>, get: impl Fn(K) -> i64) -> i64 {
-    map.keys()
-        .next_back()
-        .map_or(1, |k| get(*k).saturating_add(1))
+    map.keys().next_back().map_or(1, |k| get(*k).saturating_add(1))
 }
 
 fn valid_segment(path: &str) -> bool {
@@ -280,9 +276,7 @@ fn valid_segment(path: &str) -> bool {
         return false;
     };
     (first.is_ascii_alphanumeric() || first == '_')
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 impl GitLab {
@@ -329,12 +323,7 @@ impl GitLab {
     }
 
     /// Creates a group (top-level when `parent` is `None`).
-    pub fn add_group(
-        &self,
-        id: Option<GroupId>,
-        parent: Option<GroupId>,
-        path: &str,
-    ) -> Result<GroupId, ModelError> {
+    pub fn add_group(&self, id: Option<GroupId>, parent: Option<GroupId>, path: &str) -> Result<GroupId, ModelError> {
         let mut st = self.lock();
         if !valid_segment(path) {
             return Err(ModelError::InvalidPath(path.to_owned()));
@@ -345,29 +334,15 @@ impl GitLab {
         };
         let id = id.unwrap_or(GroupId(next_id(&st.groups, |g| g.0)));
         if st.groups.contains_key(&id) {
-            return Err(ModelError::IdTaken {
-                kind: "group",
-                id: id.0,
-            });
+            return Err(ModelError::IdTaken { kind: "group", id: id.0 });
         }
         st.claim_route(&full, Route::Group(id))?;
-        st.groups.insert(
-            id,
-            Group {
-                path: path.to_owned(),
-                parent,
-            },
-        );
+        st.groups.insert(id, Group { path: path.to_owned(), parent });
         Ok(id)
     }
 
     /// Creates a project in `group`; its default branch is `main`.
-    pub fn add_project(
-        &self,
-        id: Option<ProjectId>,
-        group: GroupId,
-        path: &str,
-    ) -> Result<ProjectId, ModelError> {
+    pub fn add_project(&self, id: Option<ProjectId>, group: GroupId, path: &str) -> Result<ProjectId, ModelError> {
         let mut st = self.lock();
         if !valid_segment(path) {
             return Err(ModelError::InvalidPath(path.to_owned()));
@@ -375,20 +350,12 @@ impl GitLab {
         let full = format!("{}/{path}", st.group_full_path(group)?);
         let id = id.unwrap_or(ProjectId(next_id(&st.projects, |p| p.0)));
         if st.projects.contains_key(&id) {
-            return Err(ModelError::IdTaken {
-                kind: "project",
-                id: id.0,
-            });
+            return Err(ModelError::IdTaken { kind: "project", id: id.0 });
         }
         st.claim_route(&full, Route::Project(id))?;
         st.projects.insert(
             id,
-            Project {
-                path: path.to_owned(),
-                group,
-                default_branch: "main".to_owned(),
-                files: BTreeMap::new(),
-            },
+            Project { path: path.to_owned(), group, default_branch: "main".to_owned(), files: BTreeMap::new() },
         );
         Ok(id)
     }
@@ -415,28 +382,15 @@ impl GitLab {
         }
         let id = id.unwrap_or(UserId(next_id(&st.users, |u| u.0)));
         if st.users.contains_key(&id) {
-            return Err(ModelError::IdTaken {
-                kind: "user",
-                id: id.0,
-            });
+            return Err(ModelError::IdTaken { kind: "user", id: id.0 });
         }
         st.usernames.insert(key, id);
-        st.users.insert(
-            id,
-            User {
-                username: username.to_owned(),
-            },
-        );
+        st.users.insert(id, User { username: username.to_owned() });
         Ok(id)
     }
 
     /// Makes `user` a direct member of `project` (replacing an older role).
-    pub fn add_project_member(
-        &self,
-        project: ProjectId,
-        user: UserId,
-        role: Role,
-    ) -> Result<(), ModelError> {
+    pub fn add_project_member(&self, project: ProjectId, user: UserId, role: Role) -> Result<(), ModelError> {
         let mut st = self.lock();
         st.project(project)?;
         st.user(user)?;
@@ -446,12 +400,7 @@ impl GitLab {
 
     /// Makes `user` a member of `group`; the role is inherited by every
     /// subgroup and project below it.
-    pub fn add_group_member(
-        &self,
-        group: GroupId,
-        user: UserId,
-        role: Role,
-    ) -> Result<(), ModelError> {
+    pub fn add_group_member(&self, group: GroupId, user: UserId, role: Role) -> Result<(), ModelError> {
         let mut st = self.lock();
         st.group(group)?;
         st.user(user)?;
@@ -461,42 +410,18 @@ impl GitLab {
 
     /// Registers an agent in `project` after checking the name rule and
     /// per-project uniqueness.
-    pub fn add_agent(
-        &self,
-        id: Option<AgentId>,
-        project: ProjectId,
-        name: &str,
-    ) -> Result<AgentId, ModelError> {
+    pub fn add_agent(&self, id: Option<AgentId>, project: ProjectId, name: &str) -> Result<AgentId, ModelError> {
         let mut st = self.lock();
         st.project(project)?;
-        validate_agent_name(name).map_err(|source| ModelError::AgentName {
-            name: name.to_owned(),
-            source,
-        })?;
-        if st
-            .agents
-            .values()
-            .any(|a| a.project == project && a.name == name)
-        {
-            return Err(ModelError::AgentNameTaken {
-                project,
-                name: name.to_owned(),
-            });
+        validate_agent_name(name).map_err(|source| ModelError::AgentName { name: name.to_owned(), source })?;
+        if st.agents.values().any(|a| a.project == project && a.name == name) {
+            return Err(ModelError::AgentNameTaken { project, name: name.to_owned() });
         }
         let id = id.unwrap_or(AgentId(next_id(&st.agents, |a| a.0)));
         if st.agents.contains_key(&id) {
-            return Err(ModelError::IdTaken {
-                kind: "agent",
-                id: id.0,
-            });
+            return Err(ModelError::IdTaken { kind: "agent", id: id.0 });
         }
-        st.agents.insert(
-            id,
-            Agent {
-                name: name.to_owned(),
-                project,
-            },
-        );
+        st.agents.insert(id, Agent { name: name.to_owned(), project });
         Ok(id)
     }
 
@@ -507,13 +432,7 @@ impl GitLab {
         loop {
             let token = st.tokens.agent_token();
             if !st.agent_tokens.contains_key(&token) {
-                st.agent_tokens.insert(
-                    token.clone(),
-                    AgentToken {
-                        agent,
-                        revoked: false,
-                    },
-                );
+                st.agent_tokens.insert(token.clone(), AgentToken { agent, revoked: false });
                 return Ok(token);
             }
         }
@@ -537,17 +456,9 @@ impl GitLab {
     }
 
     /// Writes a file on the project's default branch (e.g. an agent config).
-    pub fn set_file(
-        &self,
-        project: ProjectId,
-        path: &str,
-        contents: impl Into<Vec<u8>>,
-    ) -> Result<(), ModelError> {
+    pub fn set_file(&self, project: ProjectId, path: &str, contents: impl Into<Vec<u8>>) -> Result<(), ModelError> {
         let mut st = self.lock();
-        let p = st.projects.get_mut(&project).ok_or(ModelError::NotFound {
-            kind: "project",
-            id: project.0,
-        })?;
+        let p = st.projects.get_mut(&project).ok_or(ModelError::NotFound { kind: "project", id: project.0 })?;
         p.files.insert(path.to_owned(), contents.into());
         Ok(())
     }
@@ -555,10 +466,7 @@ impl GitLab {
     /// Deletes a file; deleting a missing file is not an error.
     pub fn delete_file(&self, project: ProjectId, path: &str) -> Result<(), ModelError> {
         let mut st = self.lock();
-        let p = st.projects.get_mut(&project).ok_or(ModelError::NotFound {
-            kind: "project",
-            id: project.0,
-        })?;
+        let p = st.projects.get_mut(&project).ok_or(ModelError::NotFound { kind: "project", id: project.0 })?;
         p.files.remove(path);
         Ok(())
     }
@@ -575,10 +483,7 @@ impl GitLab {
         st.user(job.user)?;
         let id = job.id.unwrap_or(JobId(next_id(&st.jobs, |j| j.0)));
         if st.jobs.contains_key(&id) {
-            return Err(ModelError::IdTaken {
-                kind: "job",
-                id: id.0,
-            });
+            return Err(ModelError::IdTaken { kind: "job", id: id.0 });
         }
         let token = match job.token {
             Some(t) => t,
@@ -605,10 +510,7 @@ impl GitLab {
     /// Finishes a job: its token stops authenticating, as in Rails.
     pub fn finish_job(&self, job: JobId) -> Result<(), ModelError> {
         let mut st = self.lock();
-        let j = st.jobs.get_mut(&job).ok_or(ModelError::NotFound {
-            kind: "job",
-            id: job.0,
-        })?;
+        let j = st.jobs.get_mut(&job).ok_or(ModelError::NotFound { kind: "job", id: job.0 })?;
         j.running = false;
         Ok(())
     }
@@ -620,11 +522,7 @@ impl GitLab {
         let token = format!("glpat-{}", st.tokens.friendly(20));
         st.pats.insert(
             token.clone(),
-            Pat {
-                user,
-                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-                revoked: false,
-            },
+            Pat { user, scopes: scopes.iter().map(|s| (*s).to_owned()).collect(), revoked: false },
         );
         Ok(token)
     }
@@ -648,13 +546,7 @@ impl GitLab {
         st.user(user)?;
         let cookie = st.tokens.friendly(32);
         let csrf = st.tokens.friendly(43);
-        st.sessions.insert(
-            cookie.clone(),
-            Session {
-                user,
-                csrf_token: csrf.clone(),
-            },
-        );
+        st.sessions.insert(cookie.clone(), Session { user, csrf_token: csrf.clone() });
         Ok((cookie, csrf))
     }
 }
@@ -670,31 +562,19 @@ impl State {
     }
 
     pub(crate) fn group(&self, id: GroupId) -> Result<&Group, ModelError> {
-        self.groups.get(&id).ok_or(ModelError::NotFound {
-            kind: "group",
-            id: id.0,
-        })
+        self.groups.get(&id).ok_or(ModelError::NotFound { kind: "group", id: id.0 })
     }
 
     pub(crate) fn project(&self, id: ProjectId) -> Result<&Project, ModelError> {
-        self.projects.get(&id).ok_or(ModelError::NotFound {
-            kind: "project",
-            id: id.0,
-        })
+        self.projects.get(&id).ok_or(ModelError::NotFound { kind: "project", id: id.0 })
     }
 
     pub(crate) fn user(&self, id: UserId) -> Result<&User, ModelError> {
-        self.users.get(&id).ok_or(ModelError::NotFound {
-            kind: "user",
-            id: id.0,
-        })
+        self.users.get(&id).ok_or(ModelError::NotFound { kind: "user", id: id.0 })
     }
 
     pub(crate) fn agent(&self, id: AgentId) -> Result<&Agent, ModelError> {
-        self.agents.get(&id).ok_or(ModelError::NotFound {
-            kind: "agent",
-            id: id.0,
-        })
+        self.agents.get(&id).ok_or(ModelError::NotFound { kind: "agent", id: id.0 })
     }
 
     pub(crate) fn active_agent_token(&self, token: &str) -> Result<AgentId, ModelError> {
@@ -761,10 +641,7 @@ impl State {
     /// ancestor group.
     pub(crate) fn project_role(&self, project: ProjectId, user: UserId) -> Option<Role> {
         let direct = self.project_members.get(&(project, user)).copied();
-        let inherited = self
-            .projects
-            .get(&project)
-            .and_then(|p| self.group_role(p.group, user));
+        let inherited = self.projects.get(&project).and_then(|p| self.group_role(p.group, user));
         direct.max(inherited)
     }
 

@@ -17,9 +17,7 @@ pub enum NameError {
         len: usize,
     },
     /// Does not match `\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\z`.
-    #[error(
-        "name can contain only lowercase letters, digits, and '-', but cannot start or end with '-'"
-    )]
+    #[error("name can contain only lowercase letters, digits, and '-', but cannot start or end with '-'")]
     Format,
 }
 

@@ -57,10 +57,7 @@ impl TokenGenerator {
 
     /// A fresh agent token: `glagent-` + 50 URL-safe characters.
     pub fn agent_token(&mut self) -> String {
-        format!(
-            "{AGENT_TOKEN_PREFIX}{}",
-            self.friendly(AGENT_TOKEN_RANDOM_LEN)
-        )
+        format!("{AGENT_TOKEN_PREFIX}{}", self.friendly(AGENT_TOKEN_RANDOM_LEN))
     }
 }
 
@@ -77,10 +74,7 @@ mod tests {
         assert_ne!(t1, a.agent_token(), "successive tokens differ");
         let rest = t1.strip_prefix("glagent-").expect("prefix");
         assert_eq!(rest.len(), 50);
-        assert!(
-            rest.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(rest.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert!(!rest.contains(['l', 'I', 'O', '0']), "{rest}");
         assert_ne!(TokenGenerator::new(8).agent_token(), t1, "seed matters");
     }

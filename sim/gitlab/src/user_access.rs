@@ -130,26 +130,13 @@ impl GitLab {
                 _ => return Err(UserAccessError::Unauthorized),
             },
         };
-        let user = st
-            .user(user_id)
-            .map_err(|_| UserAccessError::Unauthorized)?;
-        let a = st
-            .agent(agent)
-            .map_err(|_| UserAccessError::AgentNotFound)?;
+        let user = st.user(user_id).map_err(|_| UserAccessError::Unauthorized)?;
+        let a = st.agent(agent).map_err(|_| UserAccessError::AgentNotFound)?;
         // An unparsable config grants nothing, like a missing section.
-        let ua = st
-            .agent_config(agent)
-            .ok()
-            .and_then(|c| c.user_access)
-            .unwrap_or_default();
-        let root = st
-            .root_of_project(a.project)
-            .map_err(|_| UserAccessError::AgentNotFound)?;
+        let ua = st.agent_config(agent).ok().and_then(|c| c.user_access).unwrap_or_default();
+        let root = st.root_of_project(a.project).map_err(|_| UserAccessError::AgentNotFound)?;
         let grant = |role: Option<Role>, id: i64| {
-            role.filter(|r| *r >= Role::Developer).map(|r| RoleGrant {
-                id,
-                roles: vec![r.name().to_owned()],
-            })
+            role.filter(|r| *r >= Role::Developer).map(|r| RoleGrant { id, roles: vec![r.name().to_owned()] })
         };
         let mut projects = std::collections::BTreeMap::new();
         for e in ua.projects.iter().take(AUTHORIZED_ENTITY_LIMIT) {
@@ -186,14 +173,8 @@ impl GitLab {
             Some(UserAccessAs::Agent) | None => ProxyAccessAs::Agent(Empty {}),
         };
         Ok(AuthorizeProxyUserResponse {
-            agent: ProxyAgent {
-                id: agent.0,
-                config_project: IdRef { id: a.project.0 },
-            },
-            user: ProxyUser {
-                id: user_id.0,
-                username: user.username.clone(),
-            },
+            agent: ProxyAgent { id: agent.0, config_project: IdRef { id: a.project.0 } },
+            user: ProxyUser { id: user_id.0, username: user.username.clone() },
             access_as,
         })
     }

@@ -46,34 +46,15 @@ fn entry() -> impl Strategy<Value = EntrySpec> {
     (
         any::<Index>(),
         any::<bool>(),
-        prop::sample::select(vec![
-            vec![],
-            vec!["prod"],
-            vec!["staging"],
-            vec!["*"],
-            vec!["staging", "prod*"],
-        ]),
+        prop::sample::select(vec![vec![], vec!["prod"], vec!["staging"], vec!["*"], vec!["staging", "prod*"]]),
         any::<bool>(),
     )
-        .prop_map(|(target, upper, envs, protected_only)| EntrySpec {
-            target,
-            upper,
-            envs,
-            protected_only,
-        })
+        .prop_map(|(target, upper, envs, protected_only)| EntrySpec { target, upper, envs, protected_only })
 }
 
 fn world() -> impl Strategy<Value = WorldSpec> {
-    let agent = (
-        any::<Index>(),
-        prop::collection::vec(entry(), 0..4),
-        prop::collection::vec(entry(), 0..4),
-    )
-        .prop_map(|(project, projects, groups)| AgentSpec {
-            project,
-            projects,
-            groups,
-        });
+    let agent = (any::<Index>(), prop::collection::vec(entry(), 0..4), prop::collection::vec(entry(), 0..4))
+        .prop_map(|(project, projects, groups)| AgentSpec { project, projects, groups });
     (
         prop::collection::vec(any::<Index>(), 0..7),
         prop::collection::vec(any::<Index>(), 1..7),
@@ -83,17 +64,15 @@ fn world() -> impl Strategy<Value = WorldSpec> {
         any::<bool>(),
         prop::sample::select(vec![0usize, 0, 0, 0, 499, 500]),
     )
-        .prop_map(
-            |(group_parents, project_groups, agents, job_project, env, protected, pad)| WorldSpec {
-                group_parents,
-                project_groups,
-                agents,
-                job_project,
-                env,
-                protected,
-                pad,
-            },
-        )
+        .prop_map(|(group_parents, project_groups, agents, job_project, env, protected, pad)| WorldSpec {
+            group_parents,
+            project_groups,
+            agents,
+            job_project,
+            env,
+            protected,
+            pad,
+        })
 }
 
 /// The built world plus what the oracle needs to know about it.
@@ -127,15 +106,10 @@ fn root(group_parent: &[Option<usize>], mut g: usize) -> usize {
 fn build(spec: &WorldSpec) -> Built {
     let (gl, _) = common::gitlab();
     let mut group_parent: Vec<Option<usize>> = vec![None, None];
-    let mut group_ids = vec![
-        gl.add_group(None, None, "root0").unwrap(),
-        gl.add_group(None, None, "root1").unwrap(),
-    ];
+    let mut group_ids = vec![gl.add_group(None, None, "root0").unwrap(), gl.add_group(None, None, "root1").unwrap()];
     for (i, idx) in spec.group_parents.iter().enumerate() {
         let parent = idx.index(group_ids.len());
-        let g = gl
-            .add_group(None, Some(group_ids[parent]), &format!("g{}", i + 2))
-            .unwrap();
+        let g = gl.add_group(None, Some(group_ids[parent]), &format!("g{}", i + 2)).unwrap();
         group_ids.push(g);
         group_parent.push(Some(parent));
     }
@@ -143,10 +117,7 @@ fn build(spec: &WorldSpec) -> Built {
     let mut project_ids: Vec<ProjectId> = Vec::new();
     for (j, idx) in spec.project_groups.iter().enumerate() {
         let g = idx.index(group_ids.len());
-        project_ids.push(
-            gl.add_project(None, group_ids[g], &format!("p{j}"))
-                .unwrap(),
-        );
+        project_ids.push(gl.add_project(None, group_ids[g], &format!("p{j}")).unwrap());
         project_group.push(g);
     }
     let user = gl.add_user(Some(UserId(1)), "runner").unwrap();
@@ -155,26 +126,18 @@ fn build(spec: &WorldSpec) -> Built {
     for (a, aspec) in spec.agents.iter().enumerate() {
         let cfg_project = aspec.project.index(project_ids.len());
         let name = format!("agent-{a}");
-        let agent = gl
-            .add_agent(Some(AgentId(a as i64 + 1)), project_ids[cfg_project], &name)
-            .unwrap();
+        let agent = gl.add_agent(Some(AgentId(a as i64 + 1)), project_ids[cfg_project], &name).unwrap();
         assert_eq!(agent, AgentId(a as i64 + 1));
         let mut yaml = String::from("ci_access:\n");
         let mut kinds = Vec::new();
-        for (kind, entries, count) in [
-            ("projects", &aspec.projects, project_ids.len()),
-            ("groups", &aspec.groups, group_ids.len()),
-        ] {
+        for (kind, entries, count) in
+            [("projects", &aspec.projects, project_ids.len()), ("groups", &aspec.groups, group_ids.len())]
+        {
             yaml.push_str(&format!("  {kind}:\n"));
             let mut resolved = Vec::new();
             for k in 0..spec.pad {
                 yaml.push_str(&format!("    - id: nowhere/pad{k}\n"));
-                resolved.push(Resolved {
-                    target: None,
-                    marker: String::new(),
-                    envs: vec![],
-                    protected_only: false,
-                });
+                resolved.push(Resolved { target: None, marker: String::new(), envs: vec![], protected_only: false });
             }
             for (k, e) in entries.iter().enumerate() {
                 // One extra slot: a path that does not exist.
@@ -193,21 +156,11 @@ fn build(spec: &WorldSpec) -> Built {
                     "    - id: {path}\n      default_namespace: {marker}\n      environments: {:?}\n      protected_branches_only: {}\n",
                     e.envs, e.protected_only
                 ));
-                resolved.push(Resolved {
-                    target,
-                    marker,
-                    envs: e.envs.clone(),
-                    protected_only: e.protected_only,
-                });
+                resolved.push(Resolved { target, marker, envs: e.envs.clone(), protected_only: e.protected_only });
             }
             kinds.push(resolved);
         }
-        gl.set_file(
-            project_ids[cfg_project],
-            &format!(".gitlab/agents/{name}/config.yaml"),
-            yaml,
-        )
-        .unwrap();
+        gl.set_file(project_ids[cfg_project], &format!(".gitlab/agents/{name}/config.yaml"), yaml).unwrap();
         let groups = kinds.pop().unwrap();
         let projects = kinds.pop().unwrap();
         agents.push((cfg_project, projects, groups));
@@ -220,24 +173,13 @@ fn build(spec: &WorldSpec) -> Built {
             project: project_ids[job_project],
             pipeline_id: 1,
             user,
-            environment: spec.env.map(|e| JobEnvironment {
-                name: e.into(),
-                slug: e.into(),
-                tier: "production".into(),
-            }),
+            environment: spec.env.map(|e| JobEnvironment { name: e.into(), slug: e.into(), tier: "production".into() }),
             ref_protected: spec.protected,
             token: None,
         })
         .unwrap();
     let _: &[GroupId] = &group_ids;
-    Built {
-        gl,
-        token,
-        group_parent,
-        project_group,
-        job_project,
-        agents,
-    }
+    Built { gl, token, group_parent, project_group, job_project, agents }
 }
 
 fn env_admits(patterns: &[&str], env: Option<&str>) -> bool {
@@ -245,9 +187,7 @@ fn env_admits(patterns: &[&str], env: Option<&str>) -> bool {
         return true;
     }
     let Some(env) = env else { return false };
-    patterns
-        .iter()
-        .any(|p| *p == env || *p == "*" || (*p == "prod*" && env.contains("prod")))
+    patterns.iter().any(|p| *p == env || *p == "*" || (*p == "prod*" && env.contains("prod")))
 }
 
 /// Independent statement of the rules: (agent id, deciding marker) in order.
@@ -259,11 +199,7 @@ fn oracle(b: &Built, spec: &WorldSpec) -> Vec<(i64, String)> {
         ancestors.push(p);
     }
     let last_for = |entries: &[Resolved], target: usize| -> Option<Resolved> {
-        entries
-            .iter()
-            .take(500)
-            .rfind(|e| e.target == Some(target))
-            .cloned()
+        entries.iter().take(500).rfind(|e| e.target == Some(target)).cloned()
     };
     // (rank, agent id, marker)
     let mut out: Vec<(usize, i64, String)> = Vec::new();
@@ -287,9 +223,7 @@ fn oracle(b: &Built, spec: &WorldSpec) -> Vec<(i64, String)> {
         }
         match deciding {
             Some((rank, None)) => out.push((rank, id, String::new())),
-            Some((rank, Some(e)))
-                if (!e.protected_only || spec.protected) && env_admits(&e.envs, spec.env) =>
-            {
+            Some((rank, Some(e))) if (!e.protected_only || spec.protected) && env_admits(&e.envs, spec.env) => {
                 out.push((rank, id, e.marker));
             }
             _ => {}
@@ -389,29 +323,19 @@ fn oracle_sanity_most_specific_wins_even_when_filtered() {
     let c = gl.add_project(None, r, "c").unwrap();
     let u = gl.add_user(None, "u").unwrap();
     gl.add_agent(None, c, "a").unwrap();
-    gl.set_file(c, ".gitlab/agents/a/config.yaml", spec_yaml)
-        .unwrap();
+    gl.set_file(c, ".gitlab/agents/a/config.yaml", spec_yaml).unwrap();
     let (_, token) = gl
         .add_job(NewJob {
             id: None,
             project: p,
             pipeline_id: 1,
             user: u,
-            environment: Some(JobEnvironment {
-                name: "prod".into(),
-                slug: "prod".into(),
-                tier: "production".into(),
-            }),
+            environment: Some(JobEnvironment { name: "prod".into(), slug: "prod".into(), tier: "production".into() }),
             ref_protected: true,
             token: None,
         })
         .unwrap();
-    let allowed: BTreeMap<i64, ()> = gl
-        .allowed_agents_for_job(&token)
-        .unwrap()
-        .allowed_agents
-        .into_iter()
-        .map(|a| (a.id, ()))
-        .collect();
+    let allowed: BTreeMap<i64, ()> =
+        gl.allowed_agents_for_job(&token).unwrap().allowed_agents.into_iter().map(|a| (a.id, ())).collect();
     assert!(allowed.is_empty(), "{allowed:?}");
 }

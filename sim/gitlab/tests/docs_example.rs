@@ -5,8 +5,7 @@
 mod common;
 
 use kasim_gitlab::{
-    AgentId, GitLab, GroupId, JobEnvironment, JobId, NewJob, ProjectId, Role, UserId,
-    config_file_path,
+    AgentId, GitLab, GroupId, JobEnvironment, JobId, NewJob, ProjectId, Role, UserId, config_file_path,
 };
 
 const JOB_TOKEN: &str = "glcbt-64_docs-example-job-token";
@@ -14,12 +13,8 @@ const JOB_TOKEN: &str = "glcbt-64_docs-example-job-token";
 fn world() -> GitLab {
     let (gl, _) = common::gitlab();
     let g23 = gl.add_group(Some(GroupId(23)), None, "group1").unwrap();
-    let g25 = gl
-        .add_group(Some(GroupId(25)), Some(g23), "group1-1")
-        .unwrap();
-    let p150 = gl
-        .add_project(Some(ProjectId(150)), g25, "project1")
-        .unwrap();
+    let g25 = gl.add_group(Some(GroupId(25)), Some(g23), "group1-1").unwrap();
+    let p150 = gl.add_project(Some(ProjectId(150)), g25, "project1").unwrap();
     let cfg = gl.add_project(Some(ProjectId(100)), g23, "agents").unwrap();
     let user = gl.add_user(Some(UserId(7)), "alice").unwrap();
     gl.add_group_member(g23, user, Role::Developer).unwrap();
@@ -36,8 +31,7 @@ fn world() -> GitLab {
     // Agent 2: lives in project 150 itself, so it is implicitly authorized.
     gl.add_agent(Some(AgentId(2)), p150, "local").unwrap();
     // Agent 3: group entry limited to staging: filtered out for `prod`.
-    gl.add_agent(Some(AgentId(3)), cfg, "staging-agent")
-        .unwrap();
+    gl.add_agent(Some(AgentId(3)), cfg, "staging-agent").unwrap();
     gl.set_file(
         cfg,
         &config_file_path("staging-agent"),
@@ -58,11 +52,7 @@ fn world() -> GitLab {
         project: p150,
         pipeline_id: 555,
         user,
-        environment: Some(JobEnvironment {
-            name: "prod".into(),
-            slug: "prod".into(),
-            tier: "production".into(),
-        }),
+        environment: Some(JobEnvironment { name: "prod".into(), slug: "prod".into(), tier: "production".into() }),
         ref_protected: true,
         token: Some(JOB_TOKEN.into()),
     })

@@ -14,9 +14,7 @@ async fn serve_connection_works_over_an_in_memory_duplex() {
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
     let server = tokio::spawn(async move { gl.serve_connection(server_io).await });
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client_io))
-            .await
-            .unwrap();
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client_io)).await.unwrap();
     tokio::spawn(conn);
     let resp = sender
         .send_request(

@@ -13,37 +13,13 @@ fn explicit_ids_full_paths_and_case_insensitive_uniqueness() {
     assert_eq!(gl.project_full_path(p).unwrap(), "Group1/sub/proj");
     // Auto ids continue after the highest explicit one.
     assert_eq!(gl.add_group(None, None, "other").unwrap(), GroupId(26));
-    assert_eq!(
-        gl.add_group(None, None, "group1"),
-        Err(ModelError::PathTaken("group1".into()))
-    );
-    assert_eq!(
-        gl.add_project(None, sub, "PROJ"),
-        Err(ModelError::PathTaken("Group1/sub/PROJ".into()))
-    );
+    assert_eq!(gl.add_group(None, None, "group1"), Err(ModelError::PathTaken("group1".into())));
+    assert_eq!(gl.add_project(None, sub, "PROJ"), Err(ModelError::PathTaken("Group1/sub/PROJ".into())));
     // Groups and projects share the route namespace.
-    assert_eq!(
-        gl.add_group(None, Some(sub), "Proj"),
-        Err(ModelError::PathTaken("Group1/sub/Proj".into()))
-    );
-    assert_eq!(
-        gl.add_group(Some(GroupId(23)), None, "x"),
-        Err(ModelError::IdTaken {
-            kind: "group",
-            id: 23
-        })
-    );
-    assert_eq!(
-        gl.add_project(None, GroupId(999), "x"),
-        Err(ModelError::NotFound {
-            kind: "group",
-            id: 999
-        })
-    );
-    assert_eq!(
-        gl.add_group(None, None, "a/b"),
-        Err(ModelError::InvalidPath("a/b".into()))
-    );
+    assert_eq!(gl.add_group(None, Some(sub), "Proj"), Err(ModelError::PathTaken("Group1/sub/Proj".into())));
+    assert_eq!(gl.add_group(Some(GroupId(23)), None, "x"), Err(ModelError::IdTaken { kind: "group", id: 23 }));
+    assert_eq!(gl.add_project(None, GroupId(999), "x"), Err(ModelError::NotFound { kind: "group", id: 999 }));
+    assert_eq!(gl.add_group(None, None, "a/b"), Err(ModelError::InvalidPath("a/b".into())));
 }
 
 #[test]
@@ -53,25 +29,10 @@ fn agent_names_follow_the_rule_and_are_unique_per_project() {
     let p1 = gl.add_project(None, g, "p1").unwrap();
     let p2 = gl.add_project(None, g, "p2").unwrap();
     gl.add_agent(None, p1, "prod").unwrap();
-    assert_eq!(
-        gl.add_agent(None, p1, "prod"),
-        Err(ModelError::AgentNameTaken {
-            project: p1,
-            name: "prod".into()
-        })
-    );
-    assert!(
-        gl.add_agent(None, p2, "prod").is_ok(),
-        "other project is fine"
-    );
+    assert_eq!(gl.add_agent(None, p1, "prod"), Err(ModelError::AgentNameTaken { project: p1, name: "prod".into() }));
+    assert!(gl.add_agent(None, p2, "prod").is_ok(), "other project is fine");
     let err = gl.add_agent(None, p1, "Prod").unwrap_err();
-    assert_eq!(
-        err,
-        ModelError::AgentName {
-            name: "Prod".into(),
-            source: NameError::Format
-        }
-    );
+    assert_eq!(err, ModelError::AgentName { name: "Prod".into(), source: NameError::Format });
     assert_eq!(
         err.to_string(),
         "invalid agent name \"Prod\": name can contain only lowercase letters, digits, and '-', \
@@ -116,19 +77,10 @@ fn config_file_errors_surface_through_the_model() {
     let g = gl.add_group(None, None, "g").unwrap();
     let p = gl.add_project(None, g, "p").unwrap();
     let a = gl.add_agent(None, p, "a").unwrap();
-    assert_eq!(
-        gl.agent_config(a).unwrap(),
-        Default::default(),
-        "missing file"
-    );
-    gl.set_file(p, &config_file_path("a"), "bogus: 1\n")
-        .unwrap();
+    assert_eq!(gl.agent_config(a).unwrap(), Default::default(), "missing file");
+    gl.set_file(p, &config_file_path("a"), "bogus: 1\n").unwrap();
     let err = gl.agent_config(a).unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with(".gitlab/agents/a/config.yaml:1:1: bogus: unknown field"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(".gitlab/agents/a/config.yaml:1:1: bogus: unknown field"), "{err}");
     gl.delete_file(p, &config_file_path("a")).unwrap();
     assert_eq!(gl.agent_config(a).unwrap(), Default::default());
 }
@@ -141,12 +93,7 @@ fn finished_jobs_lose_their_token_and_invalid_configs_keep_only_implicit_access(
     let other = gl.add_project(None, g, "other").unwrap();
     let local = gl.add_agent(None, p, "local").unwrap();
     let remote = gl.add_agent(None, other, "remote").unwrap();
-    gl.set_file(
-        other,
-        &config_file_path("remote"),
-        "ci_access:\n  groups: [{id: g}]\n",
-    )
-    .unwrap();
+    gl.set_file(other, &config_file_path("remote"), "ci_access:\n  groups: [{id: g}]\n").unwrap();
     let u = gl.add_user(None, "u").unwrap();
     let (job, token) = gl
         .add_job(NewJob {
@@ -160,24 +107,14 @@ fn finished_jobs_lose_their_token_and_invalid_configs_keep_only_implicit_access(
         })
         .unwrap();
     let ids = |gl: &kasim_gitlab::GitLab| -> Vec<i64> {
-        gl.allowed_agents_for_job(&token)
-            .unwrap()
-            .allowed_agents
-            .iter()
-            .map(|a| a.id)
-            .collect()
+        gl.allowed_agents_for_job(&token).unwrap().allowed_agents.iter().map(|a| a.id).collect()
     };
     assert_eq!(ids(&gl), vec![local.0, remote.0]);
     // A broken config authorizes nothing, but implicit access stays.
-    gl.set_file(other, &config_file_path("remote"), "ci_access: [")
-        .unwrap();
-    gl.set_file(p, &config_file_path("local"), "nope: 1")
-        .unwrap();
+    gl.set_file(other, &config_file_path("remote"), "ci_access: [").unwrap();
+    gl.set_file(p, &config_file_path("local"), "nope: 1").unwrap();
     assert_eq!(ids(&gl), vec![local.0]);
     gl.finish_job(job).unwrap();
-    assert_eq!(
-        gl.allowed_agents_for_job(&token),
-        Err(kasim_gitlab::CiAccessError::UnknownJobToken)
-    );
+    assert_eq!(gl.allowed_agents_for_job(&token), Err(kasim_gitlab::CiAccessError::UnknownJobToken));
     assert!(gl.ci_kubeconfig(&token).is_err());
 }

@@ -1,0 +1,127 @@
+//! `agentk`: the GitLab agent for Kubernetes, kasim's implementation. Flags follow the real agentk.
+
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use kasim_core::agentk::{AgentServices, Agentk, AgentkOptions, DEFAULT_VERSION, KasAddress, PoolConfig};
+use kasim_core::testing_service::TestingService;
+use kasim_core::transport::Dialer;
+use kasim_core::transport::tcp::TcpConnector;
+use kasim_core::transport::tls::{ClientTlsOptions, TlsConnector};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "agentk", version, about = "GitLab agent for Kubernetes (kasim)")]
+struct Args {
+    /// kas address: grpc://host:port or grpcs://host:port.
+    #[arg(long)]
+    kas_address: String,
+    /// File with the agent token (a trailing newline is trimmed). Alternatively set AGENTK_TOKEN.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) trusted for kas.
+    #[arg(long)]
+    ca_cert_file: Option<PathBuf>,
+    /// Server name to verify kas's certificate against.
+    #[arg(long)]
+    kas_tls_server_name: Option<String>,
+    /// Do not verify kas's certificate.
+    #[arg(long)]
+    kas_insecure_skip_tls_verify: bool,
+    /// Seed for reconnect jitter (default: drawn at start and printed).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Reads the token as agentk does: exactly one of `--token-file` and `AGENTK_TOKEN`, and the
+/// variable is removed from the environment once read.
+fn token(args: &Args) -> Result<String, String> {
+    let env = std::env::var("AGENTK_TOKEN").ok().filter(|t| !t.is_empty());
+    let token = match (&args.token_file, env) {
+        (Some(_), Some(_)) => return Err("both --token-file and AGENTK_TOKEN are set; use one".into()),
+        (None, None) => return Err("no agent token: use --token-file or AGENTK_TOKEN".into()),
+        (Some(f), None) => {
+            let t = std::fs::read_to_string(f).map_err(|e| format!("--token-file {}: {e}", f.display()))?;
+            t.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&t).to_owned()
+        }
+        (None, Some(t)) => {
+            // SAFETY: called before any other thread exists (the runtime starts afterwards).
+            unsafe { std::env::remove_var("AGENTK_TOKEN") };
+            t
+        }
+    };
+    if token.is_empty() {
+        return Err("the agent token is empty".into());
+    }
+    Ok(token)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let token = match token(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("agentk: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(run(args, token)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agentk: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args, token: String) -> Result<(), String> {
+    let addr: KasAddress =
+        args.kas_address.parse().map_err(|e: kasim_core::agentk::address::AddressError| e.to_string())?;
+    let tcp: Dialer = Arc::new(TcpConnector);
+    let dialer: Dialer = if addr.tls {
+        let mut opts = ClientTlsOptions {
+            server_name: args.kas_tls_server_name.clone(),
+            insecure_skip_verify: args.kas_insecure_skip_tls_verify,
+            ..Default::default()
+        };
+        if let Some(ca) = &args.ca_cert_file {
+            opts = opts.with_ca_file(ca).map_err(|e| e.to_string())?;
+        }
+        Arc::new(TlsConnector::new(tcp, &opts).map_err(|e| e.to_string())?)
+    } else {
+        if args.ca_cert_file.is_some() || args.kas_tls_server_name.is_some() || args.kas_insecure_skip_tls_verify {
+            return Err(format!("TLS flags given but {} is not grpcs://", args.kas_address));
+        }
+        tcp
+    };
+    // The only unseeded randomness: drawn once here, printed, and replayable with --seed.
+    let seed = args.seed.unwrap_or_else(|| std::collections::hash_map::RandomState::new().hash_one(0u64));
+    println!("agentk connecting to {} (seed {seed})", args.kas_address);
+    let shutdown = CancellationToken::new();
+    let agent = Agentk::new(
+        AgentkOptions {
+            kas_authority: addr.authority.clone(),
+            token,
+            services: AgentServices::default().add(TestingService::server()),
+            pool: PoolConfig::default(),
+            seed,
+            version: DEFAULT_VERSION.into(),
+            commit: option_env!("KASIM_COMMIT").unwrap_or("unknown").into(),
+        },
+        dialer,
+        shutdown.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    agent.start();
+    let _ = tokio::signal::ctrl_c().await;
+    shutdown.cancel();
+    Ok(())
+}

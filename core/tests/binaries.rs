@@ -1,0 +1,182 @@
+//! The real `kas` and `agentk` binaries on loopback TCP (and TLS), with the GitLab stand-in serving
+//! agent_info over HTTP. The test process plays a second kas: it routes calls through the kas
+//! binary's private API (gateway) into the tunnel.
+
+#[path = "common/procs.rs"]
+mod procs;
+
+use std::sync::Arc;
+
+use kasim_core::kas::router::Router;
+use kasim_core::kas::tracker::StaticTracker;
+use kasim_core::proto::grpctool::test::Request;
+use kasim_core::proto::grpctool::test::testing_client::TestingClient;
+use kasim_core::transport::tcp::TcpConnector;
+use procs::*;
+
+struct Started {
+    _kas: Proc,
+    _agentk: Proc,
+    private_url: String,
+}
+
+async fn start(gl: &GitLabServer, dir: &std::path::Path, tls: Option<(&str, &str, &str, &str)>) -> Started {
+    let secret = write(dir, "secret", &secret_b64());
+    let tls_lines =
+        tls.map_or(String::new(), |(cert, key, _, _)| format!("    certificate_file: {cert}\n    key_file: {key}\n"));
+    let cfg = format!(
+        "agent:\n  listen:\n    address: 127.0.0.1:0\n{tls_lines}private_api:\n  listen:\n    address: 127.0.0.1:0\ngitlab:\n  address: http://{}\n  authentication_secret_file: {}\n",
+        gl.addr,
+        secret.display()
+    );
+    let cfg = write(dir, "kas.yaml", &cfg);
+    let mut kas = Proc::spawn(env!("CARGO_BIN_EXE_kas"), &["--configuration-file", cfg.to_str().unwrap()], &[]).await;
+    let private = kas.line("private API listening on").await;
+    let private_url = private[private.find("(").unwrap() + 1..private.find(")").unwrap()].to_owned();
+    let agent_line = kas.line("agent listener on").await;
+    let agent_addr = addr_after(&agent_line, "listener on ");
+    let token = write(dir, "token", &format!("{}\n", gl.token));
+    let agentk = match tls {
+        None => {
+            let a = format!("grpc://{agent_addr}");
+            Proc::spawn(
+                env!("CARGO_BIN_EXE_agentk"),
+                &["--kas-address", &a, "--token-file", token.to_str().unwrap()],
+                &[],
+            )
+            .await
+        }
+        Some((_, _, ca, server_name)) => {
+            let a = format!("grpcs://{agent_addr}");
+            let args = [
+                "--kas-address",
+                &a,
+                "--token-file",
+                token.to_str().unwrap(),
+                "--ca-cert-file",
+                ca,
+                "--kas-tls-server-name",
+                server_name,
+            ];
+            Proc::spawn(env!("CARGO_BIN_EXE_agentk"), &args, &[]).await
+        }
+    };
+    Started { _kas: kas, _agentk: agentk, private_url }
+}
+
+async fn call(private_url: &str, agent_id: i64) -> Result<kasim_core::proto::grpctool::test::Response, tonic::Status> {
+    let router = Router::with_timeout(
+        kasim_core::tunnel::registry::Registry::default(),
+        Arc::new(StaticTracker::new(vec![private_url.to_owned()])),
+        None,
+        Arc::new(TcpConnector),
+        std::time::Duration::from_secs(5),
+    );
+    let mut client = TestingClient::new(router.channel(agent_id));
+    let resp = client.request_response(Request { s1: "through the binaries".into(), payload: vec![7; 1000] }).await?;
+    Ok(resp.into_inner())
+}
+
+async fn round_trip(private_url: &str, agent_id: i64) {
+    let resp = call(private_url, agent_id).await.unwrap();
+    assert_eq!(resp.s1, "through the binaries");
+    assert_eq!(resp.payload, vec![7; 1000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_round_trip_through_kas_and_agentk_binaries() {
+    let gl = gitlab_server().await;
+    let dir = tempdir("binaries-plain");
+    let s = start(&gl, &dir, None).await;
+    round_trip(&s.private_url, gl.agent_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_round_trip_over_tls_with_a_generated_ca() {
+    let gl = gitlab_server().await;
+    let dir = tempdir("binaries-tls");
+    let pki = pki();
+    let (ca, cert, key) =
+        (write(&dir, "ca.pem", &pki.0), write(&dir, "kas.pem", &pki.1), write(&dir, "kas.key", &pki.2));
+    let s =
+        start(&gl, &dir, Some((cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap(), "kas.test"))).await;
+    round_trip(&s.private_url, gl.agent_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_name_the_certificate_does_not_carry_never_connects() {
+    let gl = gitlab_server().await;
+    let dir = tempdir("binaries-tls-wrong-name");
+    let pki = pki();
+    let (ca, cert, key) =
+        (write(&dir, "ca.pem", &pki.0), write(&dir, "kas.pem", &pki.1), write(&dir, "kas.key", &pki.2));
+    let s = start(&gl, &dir, Some((cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap(), "other.test")))
+        .await;
+    let err = call(&s.private_url, gl.agent_id).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+}
+
+#[tokio::test]
+async fn agentk_refuses_bad_flags_with_a_clear_error() {
+    let dir = tempdir("binaries-flags");
+    let token = write(&dir, "token", "glagent-x\n");
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec!["--kas-address", "wss://kas.example"],
+            vec![("AGENTK_TOKEN", "t")],
+            "scheme wss:// is not supported by kasim",
+        ),
+        (vec!["--kas-address", "grpc://127.0.0.1:1"], vec![], "no agent token: use --token-file or AGENTK_TOKEN"),
+        (
+            vec!["--kas-address", "grpc://127.0.0.1:1", "--token-file", token.to_str().unwrap()],
+            vec![("AGENTK_TOKEN", "t")],
+            "both --token-file and AGENTK_TOKEN are set",
+        ),
+        (
+            vec!["--kas-address", "grpc://127.0.0.1:1", "--ca-cert-file", "/nonexistent"],
+            vec![("AGENTK_TOKEN", "t")],
+            "TLS flags given but grpc://127.0.0.1:1 is not grpcs://",
+        ),
+    ];
+    for (args, envs, want) in cases {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_agentk"));
+        cmd.args(&args).env_remove("AGENTK_TOKEN");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn kas_refuses_a_bad_config_naming_file_line_and_field() {
+    let dir = tempdir("binaries-kas-config");
+    let cfg = write(
+        &dir,
+        "kas.yaml",
+        "agent:\n  listen:\n    adress: x\ngitlab:\n  address: http://x\n  authentication_secret_file: s\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kas"))
+        .args(["--configuration-file", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3:5: agent.listen.adress: unknown field `adress`", cfg.display())), "{err}");
+}
+
+/// (CA PEM, server certificate PEM for kas.test, server key PEM).
+fn pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["kas.test".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
