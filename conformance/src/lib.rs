@@ -1,1 +1,3 @@
-//! placeholder
+//! kasim-conformance: runs kasim scenarios against real Kubernetes clusters.
+
+pub mod target;

@@ -1,1 +1,3 @@
-//! placeholder
+//! kasim-scenarios: the scenario file format, its validation and runner, and the `kasim` CLI.
+
+pub mod version;
