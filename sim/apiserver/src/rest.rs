@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Response, StatusCode, header};
+use http::{HeaderMap, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::BoxBody;
 use crate::patch::{self, PatchType};
-use crate::request_info::{Query, RequestAttributes};
+use crate::request_info::{self, Query, RequestAttributes};
 use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::Shared;
@@ -104,7 +104,6 @@ fn parse_rv(s: &str) -> Result<u64, ApiError> {
 /// Serves a resource request that has already been authorized.
 pub(crate) fn serve(
     shared: &Arc<Shared>,
-    method: &Method,
     headers: &HeaderMap,
     attrs: &RequestAttributes,
     query: &Query,
@@ -147,19 +146,34 @@ pub(crate) fn serve(
                 filter.fields = FieldSelector::parse(&format!("metadata.name={name}"))
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
             }
-            let since = match query.get("resourceVersion").map(String::as_str) {
-                None | Some("") | Some("0") => None,
-                Some(rv) => Some(parse_rv(rv)?),
+            let initial_events = query
+                .get("sendInitialEvents")
+                .map(|v| {
+                    request_info::parse_bool(v).ok_or_else(|| {
+                        ApiError::bad_request(format!("invalid sendInitialEvents: {v:?}"))
+                    })
+                })
+                .transpose()?
+                .unwrap_or(false);
+            let start = match query.get("resourceVersion").map(String::as_str) {
+                _ if initial_events => watch::Start::Now { bookmark: true },
+                None | Some("") | Some("0") => watch::Start::Now { bookmark: false },
+                Some(rv) => watch::Start::After(parse_rv(rv)?),
             };
-            let timeout = match query.get("timeoutSeconds") {
-                Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}"))
-                })?),
-                None => watch::DEFAULT_TIMEOUT,
+            // Upstream treats 0 like an absent timeout.
+            let timeout = match query.get("timeoutSeconds").map(|t| (t, t.parse::<u64>())) {
+                None | Some((_, Ok(0))) => watch::DEFAULT_TIMEOUT,
+                Some((_, Ok(secs))) => Duration::from_secs(secs),
+                Some((t, Err(_))) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid timeoutSeconds: {t:?}"
+                    )));
+                }
             };
-            Ok(watch::start(shared.clone(), filter, since, timeout))
+            Ok(watch::start(shared.clone(), filter, start, timeout))
         }
-        ("create", false) if !rt.namespaced || !ns.is_empty() || rt == &resources::NAMESPACES => {
+        // Namespaced kinds are created under /namespaces/{ns}/ only.
+        ("create", false) if !rt.namespaced || !ns.is_empty() => {
             let obj = decode_body(headers, body)?;
             let created = shared.mutate(|s| s.create(rt, ns, obj))?;
             Ok(ok_json(StatusCode::CREATED, &created))
@@ -235,10 +249,7 @@ pub(crate) fn serve(
             });
             Ok(ok_json(StatusCode::OK, &list_json(rt, rv, items)))
         }
-        _ => {
-            let _ = method;
-            Err(ApiError::method_not_allowed())
-        }
+        _ => Err(ApiError::method_not_allowed()),
     }
 }
 

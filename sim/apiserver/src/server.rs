@@ -403,7 +403,7 @@ impl ApiServer {
             let out = reviews::serve(review, &shared.lock(), &effective, &doc)?;
             return Ok(rest::ok_json(StatusCode::CREATED, &out));
         }
-        rest::serve(shared, &parts.method, &parts.headers, attrs, query, &body)
+        rest::serve(shared, &parts.headers, attrs, query, &body)
     }
 
     /// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on one connection until

@@ -6,9 +6,12 @@
 //!
 //! ## Differences from a real API server
 //! * Without `resourceVersion` (or with `"0"`) the watch starts with
-//!   synthetic `ADDED` events for the current objects, as upstream does;
-//!   `sendInitialEvents`, `allowWatchBookmarks` and `BOOKMARK` events are
-//!   not modelled.
+//!   synthetic `ADDED` events for the current objects, as upstream does.
+//! * `sendInitialEvents=true` (watch-list) sends the current objects then
+//!   one `BOOKMARK` annotated `k8s.io/initial-events-end`, in every
+//!   modelled version; upstream gates it behind the `WatchList` feature
+//!   gate, whose defaults are not modelled. `resourceVersionMatch` is
+//!   ignored, and no periodic bookmarks are sent.
 //! * A `resourceVersion` newer than the store's simply waits for events
 //!   after it, instead of upstream's "Too large resource version" 504.
 //! * Without `timeoutSeconds` the watch ends after 1800 s, the lower bound
@@ -90,27 +93,56 @@ fn object_line(kind: &str, object: &Value) -> Bytes {
     )
 }
 
-/// Starts a watch. `since: None` means "current state, then changes".
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Current objects as `ADDED`, then changes; with `bookmark`, a
+    /// `BOOKMARK` marks the end of the initial events (watch-list).
+    Now { bookmark: bool },
+    /// Changes after this resourceVersion.
+    After(u64),
+}
+
+fn bookmark(rt: &ResourceType, rv: u64) -> Bytes {
+    let obj = serde_json::json!({
+        "kind": rt.kind,
+        "apiVersion": rt.api_version(),
+        "metadata": {
+            "resourceVersion": rv.to_string(),
+            "creationTimestamp": null,
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        },
+    });
+    object_line("BOOKMARK", &obj)
+}
+
+/// Starts a watch.
 pub(crate) fn start(
     shared: Arc<Shared>,
     filter: Filter,
-    since: Option<u64>,
+    start: Start,
     timeout: Duration,
 ) -> Response<BoxBody> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut changes = shared.subscribe();
     let (initial, cursor) = {
         let store = shared.lock();
-        match since {
-            Some(rv) => (Vec::new(), rv),
-            None => (
-                store
+        match start {
+            Start::After(rv) => (Vec::new(), rv),
+            Start::Now {
+                bookmark: with_bookmark,
+            } => {
+                let rv = store.resource_version();
+                let mut lines: Vec<Bytes> = store
                     .list(filter.rt, filter.namespace.as_deref())
                     .filter(|o| filter.matches(o))
                     .map(|o| object_line("ADDED", o))
-                    .collect(),
-                store.resource_version(),
-            ),
+                    .collect();
+                if with_bookmark {
+                    lines.push(bookmark(filter.rt, rv));
+                }
+                (lines, rv)
+            }
         }
     };
     let (tx, rx) = mpsc::channel::<Bytes>(16);

@@ -836,6 +836,44 @@ async fn watch_from_a_compacted_resource_version_is_410_gone() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn watch_list_ends_initial_events_with_a_bookmark() {
+    let s = server();
+    s.create_object(cm("a", json!({}))).unwrap();
+    let mut w = watch(
+        &s,
+        "sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+    )
+    .await;
+    let e = next_event(&mut w).await.unwrap();
+    assert_eq!(
+        (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("a"))
+    );
+    let e = next_event(&mut w).await.unwrap();
+    assert_eq!(e["type"], "BOOKMARK");
+    assert_eq!(
+        e["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert_eq!(e["object"]["kind"], "ConfigMap");
+    s.create_object(cm("b", json!({}))).unwrap();
+    let e = next_event(&mut w).await.unwrap();
+    assert_eq!(
+        (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("b"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_timeout_zero_means_the_default() {
+    let s = server();
+    let mut w = watch(&s, "resourceVersion=1&timeoutSeconds=0").await;
+    let start = tokio::time::Instant::now();
+    assert!(next_event(&mut w).await.is_none());
+    assert_eq!(start.elapsed(), Duration::from_secs(1800));
+}
+
 #[tokio::test]
 async fn bad_watch_parameters_are_400() {
     let s = server();
