@@ -1,5 +1,12 @@
 //! The audit log: one record per request, with the identity the API server
 //! saw. This is how tests observe what the agent's impersonation did.
+//!
+//! ## Differences from a real API server
+//! Records are plain Rust values, not `audit.k8s.io/v1` `Event`s; there is
+//! no audit policy (every request is recorded at the equivalent of the
+//! `Metadata` level), no stages (one record when the response head is
+//! ready, so a watch is recorded when it starts) and no request/response
+//! bodies. `Audit-Id` headers are derived from the record id.
 
 use crate::authn::UserInfo;
 use crate::request_info::RequestAttributes;

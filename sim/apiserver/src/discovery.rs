@@ -17,7 +17,7 @@ use crate::BoxBody;
 use crate::body::full;
 use crate::resources::{self, ResourceType};
 use crate::rest::ok_json;
-use crate::status::ApiError;
+use crate::status::{ApiError, json_response};
 use crate::version::KubeVersion;
 
 /// A non-stored resource served by a group (the review APIs).
@@ -136,7 +136,10 @@ pub(crate) fn serve(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:6443");
     let doc = match parts.as_slice() {
-        ["version"] => version.info(),
+        ["version"] => {
+            let body = serde_json::to_vec(&version.info()).unwrap_or_default();
+            return Ok(json_response(StatusCode::OK, body));
+        }
         ["healthz"] | ["readyz"] | ["livez"] => return Ok(text("ok")),
         ["api"] => json!({
             "kind": "APIVersions",

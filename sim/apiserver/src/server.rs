@@ -301,6 +301,9 @@ impl ApiServer {
 
     /// Serves one request in process. Never panics on input: every failure
     /// is a Kubernetes `Status` response.
+    ///
+    /// Must be polled inside a tokio runtime: a watch spawns the task that
+    /// feeds its streaming body.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<BoxBody>
     where
         B: http_body::Body,

@@ -15,13 +15,14 @@
 //! 1.31, 1.32 and 1.33.
 //!
 //! ## Differences from a real API server
-//! `gitCommit` and `buildDate` are fixed placeholders rather than the
-//! values of a real build; clients do not interpret them.
+//! `gitCommit` and `buildDate` are fixed placeholders, and `goVersion` the
+//! Go minor line of that release, rather than the values of a real build;
+//! clients do not interpret them.
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 /// A Kubernetes minor version the model can impersonate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,30 +96,54 @@ impl KubeVersion {
     }
 
     /// The `/version` document.
-    pub(crate) fn info(self) -> Value {
+    pub(crate) fn info(self) -> VersionInfo {
         let r = self.row();
-        let mut v = json!({
-            "major": "1",
-            "minor": r.minor,
-            "gitVersion": r.git_version,
-            "gitCommit": "0000000000000000000000000000000000000000",
-            "gitTreeState": "clean",
-            "buildDate": "2025-01-01T00:00:00Z",
-            "goVersion": r.go_version,
-            "compiler": "gc",
-            "platform": "linux/amd64",
-        });
-        if r.reports_emulation {
-            let prev = (r.minor.parse::<u32>().unwrap_or(1)).saturating_sub(1);
-            if let Some(m) = v.as_object_mut() {
-                m.insert("emulationMajor".into(), "1".into());
-                m.insert("emulationMinor".into(), r.minor.into());
-                m.insert("minCompatibilityMajor".into(), "1".into());
-                m.insert("minCompatibilityMinor".into(), prev.to_string().into());
-            }
+        let prev = r
+            .minor
+            .parse::<u32>()
+            .unwrap_or(1)
+            .saturating_sub(1)
+            .to_string();
+        let emulation = |v: String| r.reports_emulation.then_some(v);
+        VersionInfo {
+            major: "1",
+            minor: r.minor,
+            emulation_major: emulation("1".into()),
+            emulation_minor: emulation(r.minor.into()),
+            min_compatibility_major: emulation("1".into()),
+            min_compatibility_minor: emulation(prev),
+            git_version: r.git_version,
+            git_commit: "0000000000000000000000000000000000000000",
+            git_tree_state: "clean",
+            build_date: "2025-01-01T00:00:00Z",
+            go_version: r.go_version,
+            compiler: "gc",
+            platform: "linux/amd64",
         }
-        v
     }
+}
+
+/// `version.Info`, fields in upstream (Go struct) order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VersionInfo {
+    major: &'static str,
+    minor: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emulation_major: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emulation_minor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_compatibility_major: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_compatibility_minor: Option<String>,
+    git_version: &'static str,
+    git_commit: &'static str,
+    git_tree_state: &'static str,
+    build_date: &'static str,
+    go_version: &'static str,
+    compiler: &'static str,
+    platform: &'static str,
 }
 
 impl fmt::Display for KubeVersion {
@@ -157,12 +182,17 @@ mod tests {
 
     #[test]
     fn version_info_differs_per_version() {
-        let i = KubeVersion::V1_31.info();
+        let i = serde_json::to_value(KubeVersion::V1_31.info()).unwrap();
         assert_eq!(i["gitVersion"], "v1.31.9");
         assert_eq!(i["minor"], "31");
         assert_eq!(i["platform"], "linux/amd64");
         assert!(i.get("emulationMinor").is_none());
-        let i = KubeVersion::V1_33.info();
+        let text = serde_json::to_string(&KubeVersion::V1_33.info()).unwrap();
+        assert!(
+            text.starts_with(r#"{"major":"1","minor":"33","emulationMajor":"1","emulationMinor":"33","minCompatibilityMajor":"1","minCompatibilityMinor":"32","gitVersion":"v1.33.1","#),
+            "{text}"
+        );
+        let i: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(i["gitVersion"], "v1.33.1");
         assert_eq!(i["emulationMinor"], "33");
         assert_eq!(i["minCompatibilityMinor"], "32");
