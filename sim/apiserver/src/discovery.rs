@@ -50,10 +50,11 @@ const VIRTUAL: [VirtualResource; 3] = [
 ];
 
 /// Served API groups, in `/apis` order.
-const GROUPS: [&str; 3] = [
+const GROUPS: [&str; 4] = [
     "rbac.authorization.k8s.io",
     "authentication.k8s.io",
     "authorization.k8s.io",
+    "coordination.k8s.io",
 ];
 
 fn stored(rt: &ResourceType) -> Value {

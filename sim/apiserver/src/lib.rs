@@ -2,7 +2,9 @@
 //!
 //! The model implements what the GitLab agent for Kubernetes relies on:
 //! bearer-token authentication, impersonation, the RBAC authorizer with
-//! aggregated ClusterRoles, a handful of stored resources with watch, the
+//! aggregated ClusterRoles, stored resources with watch (namespaces,
+//! configmaps, secrets, serviceaccounts, pods, the four RBAC kinds and
+//! coordination.k8s.io leases), the
 //! review APIs, discovery and `/version` — with the real server's status
 //! codes and error texts. It runs on any byte stream (turmoil's simulated
 //! TCP, loopback TCP, in-memory duplex) and uses only tokio's clock, so it

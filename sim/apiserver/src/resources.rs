@@ -169,8 +169,21 @@ pub(crate) static CLUSTERROLEBINDINGS: ResourceType = ResourceType {
     name_rule: NameRule::PathSegment,
 };
 
+pub(crate) static LEASES: ResourceType = ResourceType {
+    group: "coordination.k8s.io",
+    version: "v1",
+    plural: "leases",
+    singular: "lease",
+    kind: "Lease",
+    namespaced: true,
+    short_names: &[],
+    create_on_update: false,
+    returns_deleted_object: false,
+    name_rule: NameRule::Subdomain,
+};
+
 /// Every stored type, in discovery order.
-pub(crate) static ALL: [&ResourceType; 9] = [
+pub(crate) static ALL: [&ResourceType; 10] = [
     &CONFIGMAPS,
     &NAMESPACES,
     &PODS,
@@ -180,6 +193,7 @@ pub(crate) static ALL: [&ResourceType; 9] = [
     &CLUSTERROLES,
     &ROLEBINDINGS,
     &ROLES,
+    &LEASES,
 ];
 
 /// The type served at `group`/`version`/`plural`.

@@ -12,6 +12,8 @@
 //!   `preconditions` are honoured.
 //! * Subresources (`status`, `exec`, `log`, …) are not served: 404 after
 //!   authorization.
+//! * `Accept` is not negotiated: responses are always JSON (no protobuf, no
+//!   `as=Table`), which clients that also accept JSON handle.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +123,10 @@ pub(crate) fn serve(
     if !rt.namespaced && !ns.is_empty() && rt != &resources::NAMESPACES {
         return Err(ApiError::path_not_found());
     }
+    // Named namespaced objects only exist under /namespaces/{ns}/.
+    if rt.namespaced && ns.is_empty() && named {
+        return Err(ApiError::path_not_found());
+    }
     let name = if named { attrs.parts[1].as_str() } else { "" };
     match (attrs.verb.as_str(), named) {
         ("get", true) => {
@@ -225,7 +231,10 @@ pub(crate) fn serve(
                 Ok(ok_json(StatusCode::OK, &success_delete(rt, name, uid)))
             }
         }
-        ("deletecollection", false) if rt != &resources::NAMESPACES => {
+        // As upstream, collections are deleted per namespace only.
+        ("deletecollection", false)
+            if rt != &resources::NAMESPACES && (!rt.namespaced || !ns.is_empty()) =>
+        {
             let filter = filter_from(rt, ns, query)?;
             let (rv, items) = shared.mutate(|s| {
                 let names: Vec<(String, String)> = s

@@ -350,6 +350,39 @@ async fn kind_specific_defaults() {
 }
 
 #[tokio::test]
+async fn leases_for_leader_election() {
+    let (_s, addr) = start(KubeVersion::V1_33).await;
+    let path = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "agentk"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}});
+    let (code, created) = call(addr, "POST", path, Some(lease)).await;
+    assert_eq!(code, 201, "{created}");
+    let mut renewed = created.clone();
+    renewed["spec"]["holderIdentity"] = json!("b");
+    let (code, body) = call(
+        addr,
+        "PUT",
+        &format!("{path}/agentk"),
+        Some(renewed.clone()),
+    )
+    .await;
+    assert_eq!(
+        (code, body["spec"]["holderIdentity"].as_str()),
+        (200, Some("b"))
+    );
+    // A second candidate racing with the stale copy loses.
+    let (code, body) = call(addr, "PUT", &format!("{path}/agentk"), Some(renewed)).await;
+    assert_eq!(code, 409);
+    assert_eq!(body["details"]["group"], "coordination.k8s.io");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"Operation cannot be fulfilled on leases.coordination.k8s.io "agentk""#)
+    );
+}
+
+#[tokio::test]
 async fn http2_prior_knowledge() {
     let (_s, addr) = start(KubeVersion::V1_33).await;
     let stream = TcpStream::connect(addr).await.unwrap();

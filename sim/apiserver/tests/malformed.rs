@@ -295,6 +295,8 @@ async fn garbage_table_is_answered_with_4xx() {
             400,
         ),
         ("DELETE", "/api/v1/namespaces".into(), None, vec![], 405),
+        ("DELETE", "/api/v1/configmaps".into(), None, vec![], 405),
+        ("GET", "/api/v1/configmaps/x".into(), None, vec![], 404),
         ("OPTIONS", cm.into(), None, vec![], 405),
     ];
     for (method, path, ct, body, want) in cases {
