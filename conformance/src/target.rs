@@ -54,7 +54,10 @@ mod tests {
             discover(None, Some(&dir)).unwrap_err().to_string(),
             format!("no cluster: KUBECONFIG is unset and {} does not exist", cfg.display())
         );
-        assert_eq!(discover(Some("/nope/a:/nope/b"), Some(&dir)).unwrap_err(), NoCluster::Missing("/nope/a:/nope/b".into()));
+        assert_eq!(
+            discover(Some("/nope/a:/nope/b"), Some(&dir)).unwrap_err(),
+            NoCluster::Missing("/nope/a:/nope/b".into())
+        );
         std::fs::write(&cfg, "apiVersion: v1\n").unwrap();
         assert_eq!(discover(None, Some(&dir)).unwrap().kubeconfig, cfg);
         let list = format!("/nope/a:{}", cfg.display());

@@ -10,6 +10,7 @@ pub mod config_error;
 pub mod duration;
 pub mod grpc;
 pub mod http_client;
+pub mod http_meta;
 pub mod jwt;
 pub mod kas;
 pub mod proto;

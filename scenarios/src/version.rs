@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The supported window, oldest first. Scenarios default to all of them.
-pub const SUPPORTED: [KubeVersion; 3] = [KubeVersion { minor: 31 }, KubeVersion { minor: 32 }, KubeVersion { minor: 33 }];
+pub const SUPPORTED: [KubeVersion; 3] =
+    [KubeVersion { minor: 31 }, KubeVersion { minor: 32 }, KubeVersion { minor: 33 }];
 
 /// A Kubernetes `1.<minor>` version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

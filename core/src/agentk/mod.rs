@@ -4,6 +4,8 @@
 pub mod address;
 pub mod backoff;
 pub mod descriptor;
+pub mod kube_backend;
+pub mod kubernetes_api;
 pub mod pool;
 pub mod replay;
 pub mod services;

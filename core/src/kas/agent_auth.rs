@@ -81,6 +81,23 @@ mod tests {
             };
             Box::pin(async move { r })
         }
+
+        fn allowed_agents_for_job(
+            &self,
+            _: &str,
+        ) -> BoxFuture<'_, Result<crate::kas::allowed_agents::AllowedAgentsForJob, GitLabError>> {
+            Box::pin(async { Err(GitLabError::Unauthorized) })
+        }
+
+        fn authorize_proxy_user(
+            &self,
+            _: i64,
+            _: crate::kas::allowed_agents::AccessType,
+            _: &str,
+            _: &str,
+        ) -> BoxFuture<'_, Result<crate::kas::allowed_agents::AuthorizeProxyUser, GitLabError>> {
+            Box::pin(async { Err(GitLabError::Unauthorized) })
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use serde::Deserialize;
 
+use super::allowed_agents::{AccessType, AllowedAgentsForJob, AuthorizeProxyUser};
 use crate::clock::SharedClock;
 use crate::http_client;
 use crate::transport::{BoxFuture, Dialer};
@@ -55,17 +56,36 @@ impl GitLabError {
 /// The GitLab API kas needs.
 pub trait GitLabApi: Send + Sync + std::fmt::Debug + 'static {
     fn agent_info(&self, agent_token: &str) -> BoxFuture<'_, Result<AgentInfo, GitLabError>>;
+
+    /// `GET /api/v4/job/allowed_agents` with the job token.
+    fn allowed_agents_for_job(&self, job_token: &str) -> BoxFuture<'_, Result<AllowedAgentsForJob, GitLabError>>;
+
+    /// `POST /api/v4/internal/kubernetes/authorize_proxy_user`.
+    fn authorize_proxy_user(
+        &self,
+        agent_id: AgentId,
+        access_type: AccessType,
+        access_key: &str,
+        csrf_token: &str,
+    ) -> BoxFuture<'_, Result<AuthorizeProxyUser, GitLabError>>;
 }
 
-/// Answers from a fixed token table.
+/// Answers from fixed tables (tests that need no GitLab model). Unknown tokens are unauthorized.
 #[derive(Debug, Clone, Default)]
 pub struct StaticGitLab {
     agents: Arc<BTreeMap<String, AgentInfo>>,
+    jobs: Arc<BTreeMap<String, AllowedAgentsForJob>>,
 }
 
 impl StaticGitLab {
     pub fn new(agents: impl IntoIterator<Item = (String, AgentInfo)>) -> Self {
-        Self { agents: Arc::new(agents.into_iter().collect()) }
+        Self { agents: Arc::new(agents.into_iter().collect()), jobs: Arc::default() }
+    }
+
+    /// Adds job tokens and GitLab's allowed_agents answer for each.
+    pub fn with_jobs(mut self, jobs: impl IntoIterator<Item = (String, AllowedAgentsForJob)>) -> Self {
+        self.jobs = Arc::new(jobs.into_iter().collect());
+        self
     }
 }
 
@@ -73,6 +93,21 @@ impl GitLabApi for StaticGitLab {
     fn agent_info(&self, agent_token: &str) -> BoxFuture<'_, Result<AgentInfo, GitLabError>> {
         let r = self.agents.get(agent_token).cloned().ok_or(GitLabError::Unauthorized);
         Box::pin(async move { r })
+    }
+
+    fn allowed_agents_for_job(&self, job_token: &str) -> BoxFuture<'_, Result<AllowedAgentsForJob, GitLabError>> {
+        let r = self.jobs.get(job_token).cloned().ok_or(GitLabError::Unauthorized);
+        Box::pin(async move { r })
+    }
+
+    fn authorize_proxy_user(
+        &self,
+        _: AgentId,
+        _: AccessType,
+        _: &str,
+        _: &str,
+    ) -> BoxFuture<'_, Result<AuthorizeProxyUser, GitLabError>> {
+        Box::pin(async { Err(GitLabError::Unauthorized) })
     }
 }
 
@@ -92,29 +127,66 @@ impl HttpGitLab {
     }
 }
 
+impl HttpGitLab {
+    /// Sends a request to GitLab (with the kas JWT unless `jwt` is false) and maps the status as kas
+    /// does: 401/403/404 pass through, everything else is "unavailable".
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: http::request::Builder,
+        body: Bytes,
+        jwt: bool,
+    ) -> Result<T, GitLabError> {
+        let mut req = req.header(http::header::HOST, &self.dialer_authority);
+        if jwt {
+            req = req.header(
+                "Gitlab-Kas-Api-Request",
+                crate::jwt::sign_kas_request(&self.secret, self.clock.unix_seconds()),
+            );
+        }
+        let req = req.body(Full::new(body)).map_err(|e| GitLabError::Unavailable(e.to_string()))?;
+        let path = req.uri().path().to_owned();
+        let resp = http_client::send(&self.dialer, &self.dialer_authority, req)
+            .await
+            .map_err(|e| GitLabError::Unavailable(e.to_string()))?;
+        match resp.status.as_u16() {
+            200 => serde_json::from_slice(&resp.body)
+                .map_err(|e| GitLabError::Unavailable(format!("{path}: invalid JSON: {e}"))),
+            401 => Err(GitLabError::Unauthorized),
+            403 => Err(GitLabError::Forbidden),
+            404 => Err(GitLabError::NotFound),
+            s => Err(GitLabError::Unavailable(format!("{path}: HTTP {s}"))),
+        }
+    }
+}
+
 impl GitLabApi for HttpGitLab {
     fn agent_info(&self, agent_token: &str) -> BoxFuture<'_, Result<AgentInfo, GitLabError>> {
-        let token = agent_token.to_owned();
-        Box::pin(async move {
-            let jwt = crate::jwt::sign_kas_request(&self.secret, self.clock.unix_seconds());
-            let req = http::Request::get("/api/v4/internal/kubernetes/agent_info")
-                .header(http::header::HOST, &self.dialer_authority)
-                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-                .header("Gitlab-Kas-Api-Request", jwt)
-                .body(Full::new(Bytes::new()))
-                .map_err(|e| GitLabError::Unavailable(e.to_string()))?;
-            let resp = http_client::send(&self.dialer, &self.dialer_authority, req)
-                .await
-                .map_err(|e| GitLabError::Unavailable(e.to_string()))?;
-            match resp.status.as_u16() {
-                200 => serde_json::from_slice(&resp.body)
-                    .map_err(|e| GitLabError::Unavailable(format!("agent_info: invalid JSON: {e}"))),
-                401 => Err(GitLabError::Unauthorized),
-                403 => Err(GitLabError::Forbidden),
-                404 => Err(GitLabError::NotFound),
-                s => Err(GitLabError::Unavailable(format!("agent_info: HTTP {s}"))),
-            }
-        })
+        let req = http::Request::get("/api/v4/internal/kubernetes/agent_info")
+            .header(http::header::AUTHORIZATION, format!("Bearer {agent_token}"));
+        Box::pin(self.call(req, Bytes::new(), true))
+    }
+
+    fn allowed_agents_for_job(&self, job_token: &str) -> BoxFuture<'_, Result<AllowedAgentsForJob, GitLabError>> {
+        let req = http::Request::get("/api/v4/job/allowed_agents").header("Job-Token", job_token);
+        Box::pin(self.call(req, Bytes::new(), false))
+    }
+
+    fn authorize_proxy_user(
+        &self,
+        agent_id: AgentId,
+        access_type: AccessType,
+        access_key: &str,
+        csrf_token: &str,
+    ) -> BoxFuture<'_, Result<AuthorizeProxyUser, GitLabError>> {
+        let body = serde_json::json!({
+            "agent_id": agent_id,
+            "access_type": access_type.as_str(),
+            "access_key": access_key,
+            "csrf_token": csrf_token,
+        });
+        let req = http::Request::post("/api/v4/internal/kubernetes/authorize_proxy_user")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        Box::pin(self.call(req, Bytes::from(body.to_string()), true))
     }
 }
 

@@ -1,9 +1,12 @@
 //! kas: the GitLab-side server agents connect to.
 
 pub mod agent_auth;
+pub mod allowed_agents;
 pub mod config;
 pub mod gateway;
 pub mod gitlab;
+pub mod identity;
+pub mod k8s_proxy;
 pub mod listener;
 pub mod router;
 pub mod server;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::agent_auth::AgentAuth;
 use super::gateway;
 use super::gitlab::GitLabApi;
+use super::k8s_proxy::{K8sProxy, K8sProxyOptions};
 use super::listener::{self, ListenerOptions};
 use super::router::Router;
 use super::tracker::{self, Tracker};
@@ -35,6 +36,7 @@ pub struct Kas {
     router: Router,
     tracker: Arc<dyn Tracker>,
     auth: AgentAuth,
+    gitlab: Arc<dyn GitLabApi>,
     opts: KasOptions,
     presence: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Presence>>>>,
 }
@@ -49,7 +51,8 @@ impl Kas {
             registry,
             router,
             tracker,
-            auth: AgentAuth::new(gitlab),
+            auth: AgentAuth::new(gitlab.clone()),
+            gitlab,
             opts,
             presence: Arc::new(std::sync::Mutex::new(Some(rx))),
         }
@@ -61,6 +64,11 @@ impl Kas {
 
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// This kas's Kubernetes API proxy (serve it with [`K8sProxy::serve`]).
+    pub fn k8s_proxy(&self, opts: K8sProxyOptions) -> K8sProxy {
+        K8sProxy::new(self.gitlab.clone(), self.router.clone(), opts)
     }
 
     /// Serves agents on `listener` until `shutdown`.

@@ -122,6 +122,9 @@ pub struct ClientTlsOptions {
     pub server_name: Option<String>,
     pub insecure_skip_verify: bool,
     pub alpn: Vec<Vec<u8>>,
+    /// Client certificate chain and key (PEM), for servers that authenticate clients by certificate
+    /// (a kind cluster's admin kubeconfig does).
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl ClientTlsOptions {
@@ -150,10 +153,18 @@ impl TlsConnector {
                 roots.add(cert).map_err(|source| TlsError::BadCertificate { path: "CA certificate".into(), source })?;
             }
         }
-        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let mut config = match &opts.client_identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let certs = read_certs(cert, "client certificate")?;
+                let key = PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|e| TlsError::Pem { path: "client key".into(), reason: e.to_string() })?;
+                builder.with_client_auth_cert(certs, key)?
+            }
+        };
         config.alpn_protocols = if opts.alpn.is_empty() { vec![b"h2".to_vec()] } else { opts.alpn.clone() };
         if opts.insecure_skip_verify {
             config.dangerous().set_certificate_verifier(Arc::new(NoVerification(provider())));
