@@ -109,7 +109,25 @@ where
     addr
 }
 
+/// (CA PEM, certificate and key PEM for 127.0.0.1).
+fn loopback_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
 async fn env() -> Env {
+    env_with(None).await
+}
+
+/// `tls`: serve the k8s proxy over TLS with (certificate PEM, key PEM), as GitLab does in production.
+async fn env_with(tls: Option<(&str, &str)>) -> Env {
     let shutdown = CancellationToken::new();
     // The Kubernetes API server model.
     let apiserver = ApiServer::builder(KubeVersion::V1_32)
@@ -128,7 +146,14 @@ async fn env() -> Env {
 
     // kas's k8s proxy listener first: its URL goes into the CI kubeconfig.
     let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_url = format!("http://{}", proxy_listener.local_addr());
+    let proxy_url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, proxy_listener.local_addr());
+    let proxy_listener: Box<dyn Accept> = match tls {
+        Some((cert, key)) => {
+            let t = kasim_core::transport::tls::ServerTls::from_pem(cert.as_bytes(), key.as_bytes(), &[b"h2", b"http/1.1"]).unwrap();
+            Box::new(kasim_core::transport::tls::TlsListener::new(proxy_listener, &t))
+        }
+        None => Box::new(proxy_listener),
+    };
 
     // GitLab: groups 23 > 25 > project 150 (the seed example), config project group1/agents with agent
     // `prod` authorizing project 150's jobs as ci_job; project group1/other is not authorized.
@@ -196,7 +221,7 @@ async fn env() -> Env {
     tokio::spawn(async move { k.serve_agents(Box::new(agent_listener), s).await });
     let proxy = kas.k8s_proxy(K8sProxyOptions::default());
     let s = shutdown.clone();
-    tokio::spawn(async move { proxy.serve(Box::new(proxy_listener), s).await });
+    tokio::spawn(async move { proxy.serve(proxy_listener, s).await });
 
     // agentk, with the Kubernetes API module talking to the model as its service account.
     let backend =
@@ -354,4 +379,42 @@ async fn refusals_carry_the_documented_status_and_message() {
             "GitLab Agent Server: Bad Gateway: nested impersonation is not supported - agent is already configured to impersonate an identity"
         )
     );
+}
+
+/// The same kubeconfig works for kubectl (skipped with a reason when kubectl is not installed).
+/// kubectl sends credentials only over TLS (client-go reads user auth only for TLS transports), so
+/// the proxy serves HTTPS here, as GitLab's does; the CA is passed with --certificate-authority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_job_kubeconfig_works_with_kubectl() {
+    if std::process::Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+        eprintln!("skipped: kubectl is not installed");
+        return;
+    }
+    let (ca, cert, key) = loopback_pki();
+    let env = env_with(Some((&cert, &key))).await;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kubectl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(&kc, env.gitlab.ci_kubeconfig(&env.job_token).unwrap()).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&kc).arg("--context").arg(CONTEXT).arg("--certificate-authority").arg(&ca_file);
+        cmd.args(args).env("HOME", &dir);
+        async move { cmd.output().await.unwrap() }
+    };
+    // `kubectl auth whoami` posts protobuf, which the API server model does not speak; the same
+    // SelfSubjectReview posted as JSON with --raw reads the identity back.
+    let ssr = dir.join("ssr.json");
+    std::fs::write(&ssr, r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#).unwrap();
+    let out = run(&["create", "--raw", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "-f", ssr.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(review["status"]["userInfo"]["username"], "gitlab:ci_job:1074499489");
+    let out = run(&["get", "pods", "-o", "name"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["create", "configmap", "x"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot create resource \"configmaps\""), "{}", String::from_utf8_lossy(&out.stderr));
 }
