@@ -123,11 +123,12 @@ fn loopback_pki() -> (String, String, String) {
 }
 
 async fn env() -> Env {
-    env_with(None).await
+    env_with(None, None).await
 }
 
 /// `tls`: serve the k8s proxy over TLS with (certificate PEM, key PEM), as GitLab does in production.
-async fn env_with(tls: Option<(&str, &str)>) -> Env {
+/// `upstream`: agentk's Kubernetes API address instead of the model's.
+async fn env_with(tls: Option<(&str, &str)>, upstream: Option<String>) -> Env {
     let shutdown = CancellationToken::new();
     // The Kubernetes API server model.
     let apiserver = ApiServer::builder(KubeVersion::V1_32)
@@ -149,7 +150,9 @@ async fn env_with(tls: Option<(&str, &str)>) -> Env {
     let proxy_url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, proxy_listener.local_addr());
     let proxy_listener: Box<dyn Accept> = match tls {
         Some((cert, key)) => {
-            let t = kasim_core::transport::tls::ServerTls::from_pem(cert.as_bytes(), key.as_bytes(), &[b"h2", b"http/1.1"]).unwrap();
+            let t =
+                kasim_core::transport::tls::ServerTls::from_pem(cert.as_bytes(), key.as_bytes(), &[b"h2", b"http/1.1"])
+                    .unwrap();
             Box::new(kasim_core::transport::tls::TlsListener::new(proxy_listener, &t))
         }
         None => Box::new(proxy_listener),
@@ -224,8 +227,12 @@ async fn env_with(tls: Option<(&str, &str)>) -> Env {
     tokio::spawn(async move { proxy.serve(proxy_listener, s).await });
 
     // agentk, with the Kubernetes API module talking to the model as its service account.
-    let backend =
-        KubeBackend::new(Arc::new(TcpConnector), &format!("http://{api_addr}"), Some(SA_TOKEN.into())).unwrap();
+    let backend = KubeBackend::new(
+        Arc::new(TcpConnector),
+        &format!("http://{}", upstream.unwrap_or(api_addr)),
+        Some(SA_TOKEN.into()),
+    )
+    .unwrap();
     let agentk = Agentk::new(
         AgentkOptions {
             kas_authority: agent_addr,
@@ -391,7 +398,7 @@ async fn ci_job_kubeconfig_works_with_kubectl() {
         return;
     }
     let (ca, cert, key) = loopback_pki();
-    let env = env_with(Some((&cert, &key))).await;
+    let env = env_with(Some((&cert, &key)), None).await;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kubectl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca_file = dir.join("ca.pem");
@@ -408,7 +415,9 @@ async fn ci_job_kubeconfig_works_with_kubectl() {
     // SelfSubjectReview posted as JSON with --raw reads the identity back.
     let ssr = dir.join("ssr.json");
     std::fs::write(&ssr, r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#).unwrap();
-    let out = run(&["create", "--raw", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "-f", ssr.to_str().unwrap()]).await;
+    let out =
+        run(&["create", "--raw", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "-f", ssr.to_str().unwrap()])
+            .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(review["status"]["userInfo"]["username"], "gitlab:ci_job:1074499489");
@@ -416,5 +425,89 @@ async fn ci_job_kubeconfig_works_with_kubectl() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = run(&["create", "configmap", "x"]).await;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot create resource \"configmaps\""), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot create resource \"configmaps\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Watches stream through the proxy: an event arrives while the watch is still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_stream_through_the_tunnel() {
+    use futures_util::{StreamExt, TryStreamExt};
+    let env = env().await;
+    let client = client_for(&env, &env.job_token, |_| {}).await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let mut stream = pods.watch(&kube::api::WatchParams::default().timeout(60), "0").await.unwrap().boxed();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    env.apiserver
+        .create_object(serde_json::json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p1","namespace":"default"},"spec":{"containers":[{"name":"c","image":"x"}]}}))
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .expect("event streamed before the watch ended");
+    match ev.unwrap().unwrap() {
+        kube::api::WatchEvent::Added(p) => assert_eq!(p.metadata.name.as_deref(), Some("p1")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Upgrades (exec, attach, port-forward) continue as UpgradeData frames in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_connections_carry_bytes_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that switches protocols and echoes in upper case.
+    let echo = serve_loopback(|s| async move {
+        let svc = hyper::service::service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
+            assert_eq!(req.headers()["upgrade"], "SPDY/3.1");
+            let on = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());
+                let mut buf = [0u8; 64];
+                loop {
+                    let n = io.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    let up: Vec<u8> = buf[..n].to_ascii_uppercase();
+                    io.write_all(&up).await.unwrap();
+                }
+            });
+            let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+            *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut().insert("connection", "Upgrade".parse().unwrap());
+            r.headers_mut().insert("upgrade", "SPDY/3.1".parse().unwrap());
+            Ok::<_, std::convert::Infallible>(r)
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+            .with_upgrades()
+            .await;
+    })
+    .await;
+    let env = env_with(None, Some(echo)).await;
+    let yaml = env.gitlab.ci_kubeconfig(&env.job_token).unwrap();
+    let kc = Kubeconfig::from_yaml(&yaml).unwrap();
+    let server = kc.clusters[0].cluster.as_ref().unwrap().server.clone().unwrap();
+    let authority = server.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = http::Request::post("/api/v1/namespaces/default/pods/p/exec?command=sh")
+        .header("host", &authority)
+        .header("authorization", format!("Bearer ci:2:{}", env.job_token))
+        .header("connection", "Upgrade")
+        .header("upgrade", "SPDY/3.1")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req)).await.unwrap().unwrap();
+    assert_eq!(resp.status(), http::StatusCode::SWITCHING_PROTOCOLS);
+    let mut io = hyper_util::rt::TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    for word in ["hello", "through the tunnel"] {
+        io.write_all(word.as_bytes()).await.unwrap();
+        let mut got = vec![0u8; word.len()];
+        tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, word.to_uppercase().as_bytes());
+    }
 }
