@@ -41,7 +41,7 @@ async fn start(gl: &GitLabServer, dir: &std::path::Path, tls: Option<(&str, &str
             let a = format!("grpc://{agent_addr}");
             Proc::spawn(
                 env!("CARGO_BIN_EXE_agentk"),
-                &["--kas-address", &a, "--token-file", token.to_str().unwrap()],
+                &["--kas-address", &a, "--token-file", token.to_str().unwrap(), "--without-kubernetes-api"],
                 &[],
             )
             .await
@@ -57,6 +57,7 @@ async fn start(gl: &GitLabServer, dir: &std::path::Path, tls: Option<(&str, &str
                 ca,
                 "--kas-tls-server-name",
                 server_name,
+                "--without-kubernetes-api",
             ];
             Proc::spawn(env!("CARGO_BIN_EXE_agentk"), &args, &[]).await
         }
@@ -179,4 +180,103 @@ fn pki() -> (String, String, String) {
     let key = KeyPair::generate().unwrap();
     let cert = CertificateParams::new(vec!["kas.test".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
     (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// The whole path with binaries: a CI job's kubeconfig → kas binary's k8s proxy → tunnel → agentk
+/// binary's Kubernetes API module → the API server model (agentk reads its kubeconfig with --kubeconfig).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_job_reaches_the_cluster_through_the_binaries() {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams, PostParams};
+
+    let gl = gitlab_server().await;
+    let dir = tempdir("binaries-k8s");
+    let sa = "system:serviceaccount:gitlab-agent:agentk";
+    let apiserver = kasim_apiserver::ApiServer::builder(kasim_apiserver::KubeVersion::V1_33)
+        .token("sa-token", kasim_apiserver::UserInfo { username: sa.into(), ..Default::default() })
+        .yaml(format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: default}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: agentk-admin}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}\nsubjects:\n- {{kind: ServiceAccount, name: agentk, namespace: gitlab-agent}}\n"
+        ))
+        .build()
+        .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let a = apiserver.clone();
+            tokio::spawn(async move {
+                let _ = a.serve_connection(s).await;
+            });
+        }
+    });
+    let agent_kubeconfig = write(
+        &dir,
+        "agentk-kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster: {{server: 'http://{api_addr}'}}\nusers:\n- name: sa\n  user: {{token: sa-token}}\ncontexts:\n- name: m\n  context: {{cluster: m, user: sa}}\ncurrent-context: m\n"
+        ),
+    );
+    let secret = write(&dir, "secret", &secret_b64());
+    let cfg = format!(
+        "agent:\n  listen:\n    address: 127.0.0.1:0\nkubernetes_api:\n  listen:\n    address: 127.0.0.1:0\n  url_path_prefix: /k8s-proxy/\ngitlab:\n  address: http://{}\n  authentication_secret_file: {}\n",
+        gl.addr,
+        secret.display()
+    );
+    let cfg = write(&dir, "kas.yaml", &cfg);
+    let mut kas = Proc::spawn(env!("CARGO_BIN_EXE_kas"), &["--configuration-file", cfg.to_str().unwrap()], &[]).await;
+    let agent_addr = addr_after(&kas.line("agent listener on").await, "listener on ");
+    let proxy_url = addr_after(&kas.line("k8s proxy on").await, "proxy on ");
+    let token = write(&dir, "token", &gl.token);
+    let a = format!("grpc://{agent_addr}");
+    let _agentk = Proc::spawn(
+        env!("CARGO_BIN_EXE_agentk"),
+        &[
+            "--kas-address",
+            &a,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--kubeconfig",
+            agent_kubeconfig.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+
+    // A job in the agent's own project is implicitly authorized, acting as the agent.
+    let user = gl.gitlab.add_user(None, "ci-user").unwrap();
+    let (_, job_token) = gl
+        .gitlab
+        .add_job(kasim_gitlab::NewJob {
+            id: None,
+            project: gl.project,
+            pipeline_id: 1,
+            user,
+            environment: None,
+            ref_protected: false,
+            token: None,
+        })
+        .unwrap();
+    let yaml = gl.gitlab.ci_kubeconfig(&job_token).unwrap();
+    let mut kc = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
+    for c in &mut kc.clusters {
+        c.cluster.as_mut().unwrap().server = Some(proxy_url.trim_end_matches('/').to_owned());
+    }
+    let ctx = kc.contexts[0].name.clone();
+    assert_eq!(ctx, "group/agents:prod");
+    let opts = kube::config::KubeConfigOptions { context: Some(ctx), ..Default::default() };
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &opts).await.unwrap()).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let list = tokio::time::timeout(std::time::Duration::from_secs(30), pods.list(&ListParams::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(list.items.is_empty());
+    let ssr: Api<SelfSubjectReview> = Api::all(client);
+    let who = ssr.create(&PostParams::default(), &SelfSubjectReview::default()).await.unwrap();
+    assert_eq!(
+        who.status.unwrap().user_info.unwrap().username.as_deref(),
+        Some(sa),
+        "access_as agent: the agent's own identity"
+    );
 }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use kasim_core::agentk::kube_backend::KubeBackend;
+use kasim_core::agentk::kubernetes_api::KubernetesApiService;
 use kasim_core::agentk::{AgentServices, Agentk, AgentkOptions, DEFAULT_VERSION, KasAddress, PoolConfig};
 use kasim_core::testing_service::TestingService;
 use kasim_core::transport::Dialer;
@@ -34,6 +36,16 @@ struct Args {
     /// Seed for reconnect jitter (default: drawn at start and printed).
     #[arg(long)]
     seed: Option<u64>,
+    /// Kubeconfig for the cluster agentk acts in (default: inferred as kubectl does: KUBECONFIG,
+    /// ~/.kube/config, then the in-cluster service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// kasim only: run without the Kubernetes API module (tunnel tests without a cluster).
+    #[arg(long)]
+    without_kubernetes_api: bool,
 }
 
 /// Reads the token as agentk does: exactly one of `--token-file` and `AGENTK_TOKEN`, and the
@@ -105,12 +117,29 @@ async fn run(args: Args, token: String) -> Result<(), String> {
     // The only unseeded randomness: drawn once here, printed, and replayable with --seed.
     let seed = args.seed.unwrap_or_else(|| std::collections::hash_map::RandomState::new().hash_one(0u64));
     println!("agentk connecting to {} (seed {seed})", args.kas_address);
+    let mut services = AgentServices::default().add(TestingService::server());
+    if !args.without_kubernetes_api {
+        let opts = kube::config::KubeConfigOptions { context: args.context.clone(), ..Default::default() };
+        let config = match &args.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &opts).await.map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?
+            }
+            None => kube::Config::infer().await.map_err(|e| {
+                format!("no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}; pass --kubeconfig or --without-kubernetes-api")
+            })?,
+        };
+        println!("agentk Kubernetes API at {}", config.cluster_url);
+        let backend = KubeBackend::from_kube_config(&config, Arc::new(TcpConnector)).map_err(|e| e.to_string())?;
+        let commit = option_env!("KASIM_COMMIT").unwrap_or("unknown");
+        services = services.add(KubernetesApiService::server(backend, DEFAULT_VERSION, commit));
+    }
     let shutdown = CancellationToken::new();
     let agent = Agentk::new(
         AgentkOptions {
             kas_authority: addr.authority.clone(),
             token,
-            services: AgentServices::default().add(TestingService::server()),
+            services,
             pool: PoolConfig::default(),
             seed,
             version: DEFAULT_VERSION.into(),

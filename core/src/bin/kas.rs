@@ -10,6 +10,7 @@ use clap::Parser;
 use kasim_core::clock::SystemClock;
 use kasim_core::kas::config::KasConfig;
 use kasim_core::kas::gitlab::HttpGitLab;
+use kasim_core::kas::k8s_proxy::K8sProxyOptions;
 use kasim_core::kas::listener::{KEEPALIVE_INTERVAL, ListenerOptions};
 use kasim_core::kas::tracker::StaticTracker;
 use kasim_core::kas::{Kas, KasOptions};
@@ -113,6 +114,28 @@ async fn run(args: Args) -> Result<(), String> {
         kasim_core::duration::format(cfg.max_connection_age_grace())
     );
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(k) = &cfg.kubernetes_api {
+        let l = TcpListener::bind(&k.listen.address)
+            .await
+            .map_err(|e| format!("kubernetes_api.listen.address {}: {e}", k.listen.address))?;
+        let addr = l.local_addr();
+        let (listener, scheme): (Box<dyn Accept>, &str) = match (&k.listen.certificate_file, &k.listen.key_file) {
+            (Some(cert), Some(key)) => {
+                let tls = ServerTls::from_files(cert, key, &[b"h2", b"http/1.1"]).map_err(|e| e.to_string())?;
+                (Box::new(TlsListener::new(l, &tls)), "https")
+            }
+            _ => (Box::new(l), "http"),
+        };
+        println!("kas k8s proxy on {scheme}://{addr}{}", k.url_path_prefix);
+        let proxy = kas.k8s_proxy(K8sProxyOptions {
+            url_path_prefix: k.url_path_prefix.clone(),
+            gitlab_external_url: cfg.gitlab.external_url.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            commit: option_env!("KASIM_COMMIT").unwrap_or("unknown").into(),
+        });
+        let s = shutdown.clone();
+        tasks.spawn(async move { proxy.serve(listener, s).await });
+    }
     {
         let (kas, s) = (kas.clone(), shutdown.clone());
         tasks.spawn(async move { kas.serve_agents(agent_listener, s).await });

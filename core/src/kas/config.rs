@@ -15,8 +15,15 @@
 //!     address: 127.0.0.1:8155
 //!   url: grpc://127.0.0.1:8155        # how peers reach this kas; default grpc://<address>
 //!   peers: [grpc://10.0.0.2:8155]     # other replicas (static tracker)
+//! kubernetes_api:                     # optional: the k8s proxy for CI jobs and users
+//!   listen:
+//!     address: 127.0.0.1:8154
+//!     certificate_file: proxy.crt     # both or neither: HTTPS (kubectl sends credentials only over TLS)
+//!     key_file: proxy.key
+//!   url_path_prefix: /                # e.g. /k8s-proxy/ behind GitLab's path routing
 //! gitlab:
 //!   address: http://127.0.0.1:8080
+//!   external_url: https://gitlab.example.com   # the only allowed CORS origin
 //!   authentication_secret_file: /etc/kas/secret   # base64, as GitLab's .gitlab_kas_secret
 //!   ca_certificate_file: ca.pem       # optional, for https
 //! ```
@@ -35,7 +42,31 @@ pub struct KasConfig {
     pub agent: AgentSection,
     #[serde(default)]
     pub private_api: Option<PrivateApiSection>,
+    #[serde(default)]
+    pub kubernetes_api: Option<KubernetesApiSection>,
     pub gitlab: GitLabSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesApiSection {
+    pub listen: TlsListen,
+    #[serde(default = "default_prefix")]
+    pub url_path_prefix: String,
+}
+
+fn default_prefix() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListen {
+    pub address: String,
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +112,8 @@ pub struct GitLabSection {
     pub authentication_secret_file: PathBuf,
     #[serde(default)]
     pub ca_certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    pub external_url: Option<String>,
 }
 
 impl KasConfig {
@@ -98,6 +131,20 @@ impl KasConfig {
         }
         if l.certificate_file.is_some() != l.key_file.is_some() {
             return Err(invalid("agent.listen", "certificate_file and key_file must be set together".into()));
+        }
+        if let Some(k) = &cfg.kubernetes_api {
+            if k.listen.certificate_file.is_some() != k.listen.key_file.is_some() {
+                return Err(invalid(
+                    "kubernetes_api.listen",
+                    "certificate_file and key_file must be set together".into(),
+                ));
+            }
+            if !k.url_path_prefix.starts_with('/') {
+                return Err(invalid(
+                    "kubernetes_api.url_path_prefix",
+                    format!("{:?}: must start with /", k.url_path_prefix),
+                ));
+            }
         }
         if !cfg.gitlab.address.starts_with("http://") && !cfg.gitlab.address.starts_with("https://") {
             return Err(invalid("gitlab.address", format!("{:?}: want http:// or https://", cfg.gitlab.address)));

@@ -25,6 +25,8 @@ impl Clock for WallClock {
 
 /// A GitLab stand-in with one agent, served on 127.0.0.1.
 pub struct GitLabServer {
+    pub gitlab: GitLab,
+    pub project: kasim_gitlab::ProjectId,
     pub addr: String,
     pub agent_id: i64,
     pub token: String,
@@ -46,6 +48,7 @@ pub async fn gitlab_server() -> GitLabServer {
     let project = gl.add_project(Some(kasim_gitlab::ProjectId(150)), group, "agents").unwrap();
     let agent = gl.add_agent(None, project, "prod").unwrap();
     let token = gl.create_agent_token(agent).unwrap();
+    let gitlab = gl.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let task = tokio::spawn(async move {
@@ -57,7 +60,7 @@ pub async fn gitlab_server() -> GitLabServer {
             });
         }
     });
-    GitLabServer { addr, agent_id: agent.0, token, task }
+    GitLabServer { gitlab, project, addr, agent_id: agent.0, token, task }
 }
 
 /// A child process killed on drop, whose stdout lines can be awaited.
