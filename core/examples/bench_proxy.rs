@@ -155,7 +155,7 @@ async fn main() {
         AgentkOptions {
             kas_authority: agent_addr,
             token: AGENT_TOKEN.into(),
-            services: AgentServices::default().add(KubernetesApiService::server(backend, "v18.6.0", "bench")),
+            services: AgentServices::default().add_service(KubernetesApiService::server(backend, "v18.6.0", "bench")),
             pool: PoolConfig::default(),
             seed: 1,
             version: "v18.6.0".into(),

@@ -89,7 +89,7 @@ async fn main() {
         AgentkOptions {
             kas_authority: agent_addr,
             token: TOKEN.into(),
-            services: AgentServices::default().add(TestingService::server()),
+            services: AgentServices::default().add_service(TestingService::server()),
             pool: PoolConfig::default(),
             seed: 1,
             version: "v18.6.0".into(),

@@ -237,7 +237,7 @@ async fn env_with(tls: Option<(&str, &str)>, upstream: Option<String>) -> Env {
         AgentkOptions {
             kas_authority: agent_addr,
             token: agent_token,
-            services: AgentServices::default().add(KubernetesApiService::server(backend, "v18.6.0", "test")),
+            services: AgentServices::default().add_service(KubernetesApiService::server(backend, "v18.6.0", "test")),
             pool: PoolConfig::default(),
             seed: 1,
             version: "v18.6.0".into(),

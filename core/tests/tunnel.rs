@@ -161,3 +161,39 @@ async fn protocol_violations_end_the_stream_with_invalid_argument() {
         assert!(s.message().contains(want), "{name}: {:?} lacks {want:?}", s.message());
     }
 }
+
+/// A tunnel that dies after kas handed it a call but before the agent answered (agentk closing an
+/// idle tunnel races with kas's hand-off) gives the call back; it completes on another tunnel.
+#[tokio::test(start_paused = true)]
+async fn a_call_on_a_tunnel_that_dies_before_answering_moves_to_another_tunnel() {
+    use kasim_core::proto::reverse_tunnel::info::{AgentDescriptor, Method, Service};
+    use kasim_core::proto::reverse_tunnel::rpc::reverse_tunnel_client::ReverseTunnelClient;
+    use kasim_core::proto::reverse_tunnel::rpc::{ConnectRequest, Descriptor, connect_request::Msg};
+    let w = World::new();
+    let kas = w.kas("kas", ListenerOptions::agent_default());
+    // A flaky tunnel registers first, so kas picks it first.
+    let channel =
+        kasim_core::transport::grpc_channel(std::sync::Arc::new(w.net.connector()), "kas:8150", |e| e).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let methods = ["RequestResponse", "StreamingRequestResponse", "Hold"].map(|m| Method { name: m.into() }).to_vec();
+    let d = AgentDescriptor { services: vec![Service { name: "gitlab.agent.grpctool.test.Testing".into(), methods }] };
+    tx.send(ConnectRequest { msg: Some(Msg::Descriptor(Descriptor { agent_descriptor: Some(d) })) }).await.unwrap();
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    req.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let mut flaky = ReverseTunnelClient::new(channel).connect(req).await.unwrap().into_inner();
+    eventually(Duration::from_secs(1), || kas.registry().stats(AGENT_ID).idle == 1).await;
+    let _agent = w.agentk("kas", TOKEN, PoolConfig::default(), 1);
+    eventually(Duration::from_secs(5), || kas.registry().stats(AGENT_ID).idle == 3).await;
+    let mut c = client(&kas);
+    let call = tokio::spawn(async move {
+        let reqs = tokio_stream::iter((0..3).map(|i| Request { s1: format!("r{i}"), payload: vec![] }));
+        c.streaming_request_response(reqs).await.map(|r| r.into_inner())
+    });
+    // The flaky agent receives the call, then vanishes without a word.
+    let first = flaky.message().await.unwrap().unwrap();
+    assert!(matches!(first.msg, Some(kasim_core::proto::reverse_tunnel::rpc::connect_response::Msg::RequestInfo(_))));
+    drop(flaky);
+    drop(tx);
+    let got: Vec<String> = call.await.unwrap().unwrap().map(|r| r.unwrap().s1).collect().await;
+    assert_eq!(got, ["r0", "r1", "r2"], "every message reached the agent that answered, in order");
+}

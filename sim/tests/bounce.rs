@@ -64,7 +64,7 @@ fn agentk_host(sim: &mut turmoil::Sim<'static>, seed: u64) {
             AgentkOptions {
                 kas_authority: "kas:8150".into(),
                 token: TOKEN.into(),
-                services: AgentServices::default().add(TestingService::server()),
+                services: AgentServices::default().add_service(TestingService::server()),
                 pool: PoolConfig::default(),
                 seed,
                 version: "v18.6.0".into(),

@@ -17,7 +17,7 @@ pub struct AgentServices {
 }
 
 impl AgentServices {
-    pub fn add<S>(mut self, svc: S) -> Self
+    pub fn add_service<S>(mut self, svc: S) -> Self
     where
         S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
             + NamedService

@@ -117,7 +117,7 @@ async fn run(args: Args, token: String) -> Result<(), String> {
     // The only unseeded randomness: drawn once here, printed, and replayable with --seed.
     let seed = args.seed.unwrap_or_else(|| std::collections::hash_map::RandomState::new().hash_one(0u64));
     println!("agentk connecting to {} (seed {seed})", args.kas_address);
-    let mut services = AgentServices::default().add(TestingService::server());
+    let mut services = AgentServices::default().add_service(TestingService::server());
     if !args.without_kubernetes_api {
         let opts = kube::config::KubeConfigOptions { context: args.context.clone(), ..Default::default() };
         let config = match &args.kubeconfig {
@@ -132,7 +132,7 @@ async fn run(args: Args, token: String) -> Result<(), String> {
         println!("agentk Kubernetes API at {}", config.cluster_url);
         let backend = KubeBackend::from_kube_config(&config, Arc::new(TcpConnector)).map_err(|e| e.to_string())?;
         let commit = option_env!("KASIM_COMMIT").unwrap_or("unknown");
-        services = services.add(KubernetesApiService::server(backend, DEFAULT_VERSION, commit));
+        services = services.add_service(KubernetesApiService::server(backend, DEFAULT_VERSION, commit));
     }
     let shutdown = CancellationToken::new();
     let agent = Agentk::new(

@@ -78,7 +78,7 @@ where
                 }
             }
         });
-        let mut call = OutboundCall { method, meta, requests: req_rx };
+        let mut call = OutboundCall::new(method, meta, req_rx);
         let mut events = loop {
             match handle.forward(call).await {
                 Ok(events) => break events,

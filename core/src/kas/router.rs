@@ -57,7 +57,7 @@ struct Inner {
 
 enum Found {
     Local(TunnelHandle),
-    Gateway(GatewayTunnel),
+    Gateway(Box<GatewayTunnel>),
 }
 
 impl Router {
@@ -143,7 +143,7 @@ impl Router {
                         };
                         let (full, meta) = (full.to_owned(), meta.clone());
                         pending.push(Box::pin(async move {
-                            let r = GatewayTunnel::open(channel, agent_id, &full, &meta).await.map(Found::Gateway);
+                            let r = GatewayTunnel::open(channel, agent_id, &full, &meta).await.map(|g| Found::Gateway(Box::new(g)));
                             (url, r)
                         }));
                     }
@@ -216,6 +216,7 @@ impl GatewayTunnel {
     fn start(self, call: OutboundCall) -> CallEvents {
         let Self { requests, mut responses, mut order } = self;
         let (events_tx, events_rx) = mpsc::channel(16);
+        let replay = call.replay;
         let mut client = call.requests;
         tokio::spawn(async move {
             if requests.send(StartStreaming {}.encode_to_vec().into()).await.is_err() {
@@ -223,6 +224,11 @@ impl GatewayTunnel {
                 return;
             }
             let pump = async move {
+                for m in replay {
+                    if requests.send(m).await.is_err() {
+                        return;
+                    }
+                }
                 while let Some(m) = client.recv().await {
                     if requests.send(m).await.is_err() {
                         return;
@@ -267,7 +273,7 @@ impl GatewayTunnel {
                 }
             }
         });
-        events_rx
+        CallEvents::new(events_rx)
     }
 }
 
@@ -322,7 +328,7 @@ where
             }
         }
     });
-    let mut events = match router.call(agent_id, OutboundCall { method, meta, requests: rx }).await {
+    let mut events = match router.call(agent_id, OutboundCall::new(method, meta, rx)).await {
         Ok(e) => e,
         Err(s) => return raw::error_response(&s),
     };

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -125,43 +126,88 @@ fn field_of(m: &connect_request::Msg) -> i32 {
     }
 }
 
+/// Client messages kept for a retry until the agent answers; past this, a tunnel that dies before
+/// the agent's first message fails the call instead of retrying it.
+const REPLAY_LIMIT: usize = 4 * 1024 * 1024;
+
 async fn forward(
     (call, reply): Handoff,
     mut inbound: Streaming<ConnectRequest>,
     out: &Out,
     mut order: Checker,
 ) -> Result<(), Status> {
-    let OutboundCall { method, meta, mut requests } = call;
+    let OutboundCall { method, meta, mut requests, replay } = call;
     let info = ConnectResponse {
         msg: Some(connect_response::Msg::RequestInfo(RequestInfo { method_name: method.clone(), meta: meta.clone() })),
     };
     if out.send(Ok(info)).await.is_err() {
         // The stream died while idle: give the call back for another tunnel.
-        let _ = reply.send(Err(OutboundCall { method, meta, requests }));
+        let _ = reply.send(Err(OutboundCall { method, meta, requests, replay }));
         return Ok(());
     }
     let (events_tx, events_rx) = mpsc::channel(16);
-    if reply.send(Ok(events_rx)).is_err() {
+    let (giveback_tx, giveback_rx) = tokio::sync::oneshot::channel();
+    if reply.send(Ok((events_rx, giveback_rx))).is_err() {
         return Err(Status::cancelled("caller went away"));
     }
+    // Until the agent's first message, everything sent is also kept, so that the call can move to
+    // another tunnel if this one dies first (agentk closing an idle tunnel races with kas handing it a
+    // call; the agent never saw the call then).
+    let mut giveback = Some((giveback_tx, replay.clone(), replay.iter().map(|b| b.len()).sum::<usize>()));
     let mut client_open = true;
+    let mut pending_replay = replay.into_iter();
+    let dead = |giveback: &mut Option<(tokio::sync::oneshot::Sender<OutboundCall>, Vec<Bytes>, usize)>,
+                requests: mpsc::Receiver<Bytes>,
+                why: String| {
+        match giveback.take() {
+            Some((tx, sent, size)) if size <= REPLAY_LIMIT => {
+                let _ = tx.send(OutboundCall { method: method.clone(), meta: meta.clone(), requests, replay: sent });
+                None
+            }
+            _ => Some(Status::unavailable(why)),
+        }
+    };
     loop {
+        // Replayed messages first, then the live ones.
+        let next_replay = if client_open { pending_replay.next() } else { None };
+        if let Some(data) = next_replay {
+            if out
+                .send(Ok(ConnectResponse {
+                    msg: Some(connect_response::Msg::Message(Message { data: data.to_vec() })),
+                }))
+                .await
+                .is_err()
+            {
+                if let Some(err) = dead(&mut giveback, requests, "tunnel stream closed".into()) {
+                    let _ = events_tx.send(Err(err)).await;
+                }
+                return Ok(());
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             msg = inbound.message() => {
                 let msg = match msg {
-                    Ok(m) => m,
+                    Ok(Some(m)) => m,
+                    Ok(None) | Err(_) if giveback.is_some() => {
+                        if let Some(err) = dead(&mut giveback, requests, "tunnel ended before the agent answered".into()) {
+                            let _ = events_tx.send(Err(err)).await;
+                        }
+                        return Ok(());
+                    }
                     Err(s) => {
                         let _ = events_tx.send(Err(Status::unavailable(format!("tunnel broke: {}", s.message())))).await;
                         return Ok(());
                     }
-                };
-                let Some(msg) = msg else {
-                    if let Err(e) = order.accept(EOF) {
-                        let _ = events_tx.send(Err(Status::unavailable(format!("tunnel ended mid-call: {e}")))).await;
+                    Ok(None) => {
+                        if let Err(e) = order.accept(EOF) {
+                            let _ = events_tx.send(Err(Status::unavailable(format!("tunnel ended mid-call: {e}")))).await;
+                        }
+                        return Ok(());
                     }
-                    return Ok(());
                 };
+                giveback = None;
                 let Some(msg) = msg.msg else {
                     let e = order.accept_msg(None).unwrap_err();
                     let _ = events_tx.send(Err(Status::unavailable(format!("agent protocol violation: {e}")))).await;
@@ -190,14 +236,24 @@ async fn forward(
             }
             req = requests.recv(), if client_open => {
                 let msg = match req {
-                    Some(data) => connect_response::Msg::Message(Message { data: data.to_vec() }),
+                    Some(data) => {
+                        if let Some((_, sent, size)) = &mut giveback {
+                            *size += data.len();
+                            if *size <= REPLAY_LIMIT {
+                                sent.push(data.clone());
+                            }
+                        }
+                        connect_response::Msg::Message(Message { data: data.to_vec() })
+                    }
                     None => {
                         client_open = false;
                         connect_response::Msg::CloseSend(CloseSend {})
                     }
                 };
                 if out.send(Ok(ConnectResponse { msg: Some(msg) })).await.is_err() {
-                    let _ = events_tx.send(Err(Status::unavailable("tunnel stream closed"))).await;
+                    if let Some(err) = dead(&mut giveback, requests, "tunnel stream closed".into()) {
+                        let _ = events_tx.send(Err(err)).await;
+                    }
                     return Ok(());
                 }
             }

@@ -13,6 +13,15 @@ pub struct OutboundCall {
     pub method: String,
     pub meta: Meta,
     pub requests: mpsc::Receiver<Bytes>,
+    /// Messages a previous tunnel already took from `requests` before it died without an answer from
+    /// the agent; they are sent first when the call is retried on another tunnel.
+    pub replay: Vec<Bytes>,
+}
+
+impl OutboundCall {
+    pub fn new(method: impl Into<String>, meta: Meta, requests: mpsc::Receiver<Bytes>) -> Self {
+        Self { method: method.into(), meta, requests, replay: Vec::new() }
+    }
 }
 
 /// What comes back from the agent, in the `ConnectRequest` order after the descriptor.
@@ -24,8 +33,33 @@ pub enum CallEvent {
     Error(RpcStatus),
 }
 
-/// Events of a running call; an `Err` means the tunnel itself failed (not the remote method).
-pub type CallEvents = mpsc::Receiver<Result<CallEvent, tonic::Status>>;
+/// One event of a running call; an `Err` means the tunnel itself failed (not the remote method).
+pub type CallItem = Result<CallEvent, tonic::Status>;
+
+/// Events of a running call.
+#[derive(Debug)]
+pub struct CallEvents {
+    first: Option<CallItem>,
+    rx: mpsc::Receiver<CallItem>,
+}
+
+impl CallEvents {
+    pub fn new(rx: mpsc::Receiver<CallItem>) -> Self {
+        Self { first: None, rx }
+    }
+
+    /// Puts an already received event back in front.
+    pub fn with_first(first: Option<CallItem>, rx: mpsc::Receiver<CallItem>) -> Self {
+        Self { first, rx }
+    }
+
+    pub async fn recv(&mut self) -> Option<CallItem> {
+        match self.first.take() {
+            Some(f) => Some(f),
+            None => self.rx.recv().await,
+        }
+    }
+}
 
 /// `/pkg.Service/Method` split into its service and method parts.
 #[derive(Debug, Clone, PartialEq, Eq)]

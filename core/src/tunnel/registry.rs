@@ -14,14 +14,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::reverse_tunnel::info::AgentDescriptor;
-use crate::tunnel::call::{CallEvents, OutboundCall};
+use crate::tunnel::call::{CallEvents, CallItem, OutboundCall};
 
 /// Agent ids as GitLab issues them.
 pub type AgentId = i64;
 
-/// Sent to a tunnel task to start a call; it answers with the call's events, or gives the call back
-/// when its stream turned out to be dead so the caller can try another tunnel.
-pub type Handoff = (OutboundCall, oneshot::Sender<Result<CallEvents, OutboundCall>>);
+/// A tunnel's answer to a hand-off: the call's event channel plus a give-back channel that returns the
+/// call if the tunnel dies before the agent said anything (the agent then never saw it, so it is safe
+/// to retry); or the call at once when the stream was already dead.
+pub type HandoffReply = Result<(mpsc::Receiver<CallItem>, oneshot::Receiver<OutboundCall>), OutboundCall>;
+
+/// Sent to a tunnel task to start a call.
+pub type Handoff = (OutboundCall, oneshot::Sender<HandoffReply>);
 
 /// The (service, method) pairs a tunnel's agent serves.
 #[derive(Debug, Clone, Default)]
@@ -74,22 +78,40 @@ pub struct TunnelHandle {
 pub struct TunnelGone(pub OutboundCall);
 
 impl TunnelHandle {
-    /// Starts `call` on this tunnel.
+    /// Starts `call` on this tunnel and waits for the agent's first answer (no deadline: a unary call
+    /// answers only when done). A tunnel that dies before the agent answered gives the call back.
     pub async fn forward(self, call: OutboundCall) -> Result<CallEvents, TunnelGone> {
         let (reply_tx, reply_rx) = oneshot::channel();
         if let Err((call, _)) = self.tx.send((call, reply_tx)) {
             return Err(TunnelGone(call));
         }
-        match reply_rx.await {
-            Ok(Ok(events)) => Ok(events),
-            Ok(Err(call)) => Err(TunnelGone(call)),
+        let (mut rx, mut giveback) = match reply_rx.await {
+            Ok(Ok(started)) => started,
+            Ok(Err(call)) => return Err(TunnelGone(call)),
             // The tunnel task always answers; if it vanished, the call vanished with it. Report it as
             // a failed call rather than hang.
             Err(_) => {
                 let (tx, rx) = mpsc::channel(1);
                 let _ = tx.try_send(Err(tonic::Status::unavailable("tunnel task ended during hand-off")));
-                Ok(rx)
+                return Ok(CallEvents::new(rx));
             }
+        };
+        tokio::select! {
+            biased;
+            g = &mut giveback => match g {
+                Ok(call) => Err(TunnelGone(call)),
+                Err(_) => {
+                    let first = rx.recv().await;
+                    Ok(CallEvents::with_first(first, rx))
+                }
+            },
+            first = rx.recv() => match first {
+                Some(ev) => Ok(CallEvents::with_first(Some(ev), rx)),
+                None => match giveback.await {
+                    Ok(call) => Err(TunnelGone(call)),
+                    Err(_) => Ok(CallEvents::with_first(None, rx)),
+                },
+            },
         }
     }
 }
@@ -338,7 +360,7 @@ mod tests {
     }
 
     fn call() -> OutboundCall {
-        OutboundCall { method: "/a.S/M".into(), meta: Default::default(), requests: mpsc::channel(1).1 }
+        OutboundCall::new("/a.S/M", Default::default(), mpsc::channel(1).1)
     }
 
     #[test]

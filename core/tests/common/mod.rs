@@ -63,7 +63,7 @@ impl World {
             AgentkOptions {
                 kas_authority: format!("{kas}:8150"),
                 token: token.to_owned(),
-                services: AgentServices::default().add(TestingService::server()),
+                services: AgentServices::default().add_service(TestingService::server()),
                 pool,
                 seed,
                 version: "v18.6.0".into(),

@@ -11,10 +11,12 @@ use tokio::time::Instant;
 pub const TTL: Duration = Duration::from_secs(60);
 pub const ERROR_TTL: Duration = Duration::from_secs(10);
 
+type Entries<T> = Arc<Mutex<BTreeMap<[u8; 32], (Instant, T)>>>;
+
 /// A small TTL cache.
 #[derive(Debug)]
 pub struct Cache<T> {
-    entries: Arc<Mutex<BTreeMap<[u8; 32], (Instant, T)>>>,
+    entries: Entries<T>,
 }
 
 impl<T> Clone for Cache<T> {
