@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::tunnel_server::ConnectionAge;
 use crate::transport::Accept;
+use crate::transport::abortable::Abortable;
 
 /// Default maximum connection age of the agent listener.
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(2 * 3600);
@@ -128,6 +129,7 @@ async fn serve_connection<S, B>(
     if let Some(k) = opts.keepalive_interval {
         builder.keep_alive_interval(k).keep_alive_timeout(KEEPALIVE_TIMEOUT);
     }
+    let (io, cut) = Abortable::new(io);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
     tokio::pin!(conn);
     let max_age = opts.max_connection_age.map_or(Duration::MAX, |a| a);
@@ -148,7 +150,11 @@ async fn serve_connection<S, B>(
     let grace = tokio::time::sleep(opts.max_connection_age_grace);
     tokio::select! {
         biased;
-        _ = conn.as_mut() => {}
+        _ = conn.as_mut() => return,
         () = grace => tracing::debug!("grace period over, closing connection"),
     }
+    // Cut the socket rather than drop the connection future, so that h2 fails every open stream and
+    // the connection winds down on its own (see `transport::abortable`).
+    cut.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
 }

@@ -77,30 +77,20 @@ impl Router {
         Self { inner: Arc::new(Inner { registry, tracker, own_url, dialer, channels: Mutex::default(), timeout }) }
     }
 
-    /// Starts `call` on a tunnel of `agent_id`.
-    pub async fn call(&self, agent_id: AgentId, call: OutboundCall) -> Result<CallEvents, Status> {
+    /// Starts `call` on a tunnel of `agent_id`. The 20 s limit applies to finding a tunnel, not to the
+    /// call itself (a unary call answers only when it is done); a call given back by a tunnel that
+    /// died before the agent answered gets a fresh 20 s to find another.
+    pub async fn call(&self, agent_id: AgentId, mut call: OutboundCall) -> Result<CallEvents, Status> {
         let m = MethodName::parse(&call.method).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (service, method) = (m.service.to_owned(), m.method.to_owned());
-        match tokio::time::timeout(self.inner.timeout, self.route(agent_id, &service, &method, call)).await {
-            Ok(r) => r,
-            Err(_) => Err(Status::deadline_exceeded(NO_TUNNEL_MESSAGE)),
-        }
-    }
-
-    /// A tonic-compatible channel whose calls go to `agent_id` through the tunnel.
-    pub fn channel(&self, agent_id: AgentId) -> RoutingChannel {
-        RoutingChannel { router: self.clone(), agent_id }
-    }
-
-    async fn route(
-        &self,
-        agent_id: AgentId,
-        service: &str,
-        method: &str,
-        mut call: OutboundCall,
-    ) -> Result<CallEvents, Status> {
         loop {
-            match self.find(agent_id, service, method, &call.method, &call.meta).await {
+            let found = tokio::time::timeout(
+                self.inner.timeout,
+                self.find(agent_id, &service, &method, &call.method, &call.meta),
+            )
+            .await
+            .map_err(|_| Status::deadline_exceeded(NO_TUNNEL_MESSAGE))?;
+            match found {
                 Found::Local(handle) => match handle.forward(call).await {
                     Ok(events) => return Ok(events),
                     Err(TunnelGone(c)) => call = c,
@@ -108,6 +98,11 @@ impl Router {
                 Found::Gateway(gw) => return Ok(gw.start(call)),
             }
         }
+    }
+
+    /// A tonic-compatible channel whose calls go to `agent_id` through the tunnel.
+    pub fn channel(&self, agent_id: AgentId) -> RoutingChannel {
+        RoutingChannel { router: self.clone(), agent_id }
     }
 
     async fn find(&self, agent_id: AgentId, service: &str, method: &str, full: &str, meta: &Meta) -> Found {

@@ -190,7 +190,16 @@ async fn forward(
             msg = inbound.message() => {
                 let msg = match msg {
                     Ok(Some(m)) => m,
-                    Ok(None) | Err(_) if giveback.is_some() => {
+                    // Only a stream the agent itself cancelled (agentk closing an idle tunnel) or ended
+                    // before answering proves the agent did not act on the call; a broken connection
+                    // may have cut a call the agent was already running, which must not run twice.
+                    Ok(None) if giveback.is_some() => {
+                        if let Some(err) = dead(&mut giveback, requests, "tunnel ended before the agent answered".into()) {
+                            let _ = events_tx.send(Err(err)).await;
+                        }
+                        return Ok(());
+                    }
+                    Err(s) if giveback.is_some() && s.code() == tonic::Code::Cancelled => {
                         if let Some(err) = dead(&mut giveback, requests, "tunnel ended before the agent answered".into()) {
                             let _ = events_tx.send(Err(err)).await;
                         }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub mod abortable;
 pub mod hyper_client;
 pub mod memory;
 pub mod tcp;
