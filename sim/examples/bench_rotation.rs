@@ -73,7 +73,10 @@ fn main() {
             std::process::exit(2)
         }),
     };
-    println!("bench_rotation: {hours} simulated hours, seed {seed} (replay: {})", seed.replay_command("cargo run --release -p kasim-sim --example bench_rotation"));
+    println!(
+        "bench_rotation: {hours} simulated hours, seed {seed} (replay: {})",
+        seed.replay_command("cargo run --release -p kasim-sim --example bench_rotation")
+    );
     for (tick, every) in [(100, 1), (100, 100), (10, 1), (10, 100)] {
         if let Err(e) = bench(hours, seed, tick, every) {
             eprintln!("{e}");

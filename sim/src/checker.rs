@@ -89,12 +89,7 @@ impl Checkers {
     }
 
     /// Per agent, open streams ≤ the cap, from both sides.
-    pub fn stream_cap(
-        &self,
-        now: Duration,
-        agents: &[AgentProbe],
-        kas: &[(String, KasSlot)],
-    ) -> Result<(), Violation> {
+    pub fn stream_cap(&self, now: Duration, agents: &[AgentProbe], kas: &[(String, KasSlot)]) -> Result<(), Violation> {
         for a in agents {
             let c = stream_counts(a, kas);
             if c.pool_total > self.max_streams {
@@ -109,7 +104,10 @@ impl Checkers {
                 let hosts = kas
                     .iter()
                     .filter(|(_, s)| {
-                        s.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|k| k.registry().stats(a.id).connected > 0)
+                        s.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_ref()
+                            .is_some_and(|k| k.registry().stats(a.id).connected > 0)
                     })
                     .map(|(n, _)| n.clone())
                     .chain([a.name.clone()])
@@ -118,7 +116,10 @@ impl Checkers {
                     at: now,
                     checker: "stream cap",
                     hosts,
-                    detail: format!("kas registries hold {} tunnel streams of agent {}, cap {}", c.kas_connected, a.id, self.max_streams),
+                    detail: format!(
+                        "kas registries hold {} tunnel streams of agent {}, cap {}",
+                        c.kas_connected, a.id, self.max_streams
+                    ),
                 });
             }
         }
@@ -142,7 +143,8 @@ impl Checkers {
             });
         }
         if let Some((id, r)) = ledger.take_duplicates().into_iter().next() {
-            let outcomes: Vec<String> = r.outcomes.iter().map(|(t, o)| format!("{o} at {} ms", t.as_millis())).collect();
+            let outcomes: Vec<String> =
+                r.outcomes.iter().map(|(t, o)| format!("{o} at {} ms", t.as_millis())).collect();
             return Err(Violation {
                 at: now,
                 checker: "requests",

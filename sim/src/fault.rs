@@ -57,9 +57,9 @@ pub struct Swizzle {
     pub links: Option<Vec<Link>>,
 }
 
-/// One fault.
+/// One fault, internally tagged: `{ kind: hold, a: agentk-0, b: proxy }`, `{ kind: proxy_cut }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     Hold(Link),
     Release(Link),
@@ -67,10 +67,20 @@ pub enum Fault {
     Repair(Link),
     PartitionOneway(OneWay),
     RepairOneway(OneWay),
-    Crash { host: String },
-    Bounce { host: String },
-    KasRestart { replica: usize },
-    Latency { a: String, b: String, latency: SimDuration },
+    Crash {
+        host: String,
+    },
+    Bounce {
+        host: String,
+    },
+    KasRestart {
+        replica: usize,
+    },
+    Latency {
+        a: String,
+        b: String,
+        latency: SimDuration,
+    },
     ProxyCut,
     Swizzle(Swizzle),
     /// Undo every fault in force (the liveness phase does this too).

@@ -59,8 +59,14 @@ pub async fn run(cfg: KasHostConfig) -> turmoil::Result {
         KasOptions { private_api_url: Some(cfg.private_url()), agent_listener: cfg.listener.clone() },
     );
     let agents = SimListener::bind(AGENT_PORT, &cfg.name).await?;
-    let agents =
-        ObservedListener::new(Box::new(agents), &cfg.name, cfg.max_life(), cfg.table.clone(), cfg.trace.clone(), cfg.time.clone());
+    let agents = ObservedListener::new(
+        Box::new(agents),
+        &cfg.name,
+        cfg.max_life(),
+        cfg.table.clone(),
+        cfg.trace.clone(),
+        cfg.time.clone(),
+    );
     let private = SimListener::bind(PRIVATE_API_PORT, &cfg.name).await?;
     *cfg.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(kas.clone());
     cfg.trace.record(&cfg.name, "started");

@@ -94,7 +94,14 @@ impl Ledger {
         let id = inner.next_id;
         inner.requests.insert(
             id,
-            Request { driver: driver.to_owned(), agent, kind, issued_at: now, deadline: now + timeout, outcomes: vec![] },
+            Request {
+                driver: driver.to_owned(),
+                agent,
+                kind,
+                issued_at: now,
+                deadline: now + timeout,
+                outcomes: vec![],
+            },
         );
         inner.open.insert(id, ());
         id
@@ -121,8 +128,12 @@ impl Ledger {
     /// Closes every open request of `driver` as abandoned; returns their ids.
     pub fn abandon(&self, driver: &str, now: Duration) -> Vec<u64> {
         let mut inner = self.lock();
-        let ids: Vec<u64> =
-            inner.open.keys().copied().filter(|id| inner.requests.get(id).is_some_and(|r| r.driver == driver)).collect();
+        let ids: Vec<u64> = inner
+            .open
+            .keys()
+            .copied()
+            .filter(|id| inner.requests.get(id).is_some_and(|r| r.driver == driver))
+            .collect();
         for id in &ids {
             inner.open.remove(id);
             if let Some(r) = inner.requests.get_mut(id) {

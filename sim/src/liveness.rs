@@ -35,8 +35,17 @@ impl Default for Liveness {
 pub enum LivenessError {
     #[error("no driver host to probe the agents with")]
     NoDriver,
-    #[error("{agent} not connected {bound} after the heal (pool {pool_total} tunnels, {pool_idle} idle; kas {kas_connected}, {kas_idle} idle)")]
-    NotConnected { agent: String, bound: SimDuration, pool_total: usize, pool_idle: usize, kas_connected: usize, kas_idle: usize },
+    #[error(
+        "{agent} not connected {bound} after the heal (pool {pool_total} tunnels, {pool_idle} idle; kas {kas_connected}, {kas_idle} idle)"
+    )]
+    NotConnected {
+        agent: String,
+        bound: SimDuration,
+        pool_total: usize,
+        pool_idle: usize,
+        kas_connected: usize,
+        kas_idle: usize,
+    },
     #[error("request {id} ({kind}) to agent-{agent} after convergence ended {outcome}")]
     RequestFailed { id: u64, kind: String, agent: usize, outcome: String },
     #[error("probes unanswered {bound} after the heal: {open:?}")]
@@ -85,24 +94,28 @@ impl World {
             self.step()?;
         }
         let converged = self.elapsed();
-        self.trace.record(WORLD, format_args!("liveness: converged {} ms after heal; probing", (converged - healed).as_millis()));
+        self.trace.record(
+            WORLD,
+            format_args!("liveness: converged {} ms after heal; probing", (converged - healed).as_millis()),
+        );
         control.probe();
         loop {
             let since = self.ledger.issued_since(converged);
-            if let Some((id, r)) = since
-                .iter()
-                .find(|(_, r)| r.outcomes.first().is_some_and(|(_, o)| *o != Outcome::Ok))
+            if let Some((id, r)) =
+                since.iter().find(|(_, r)| r.outcomes.first().is_some_and(|(_, o)| *o != Outcome::Ok))
             {
                 let outcome = r.outcomes.first().map(|(_, o)| o.to_string()).unwrap_or_default();
                 let e = LivenessError::RequestFailed { id: *id, kind: r.kind.to_string(), agent: r.agent, outcome };
                 self.trace.record(WORLD, format_args!("liveness FAILED: {e}"));
                 return Err(e.into());
             }
-            let probes: Vec<_> = since.iter().filter(|(_, r)| r.kind == RequestKind::Probe && r.driver == driver).collect();
+            let probes: Vec<_> =
+                since.iter().filter(|(_, r)| r.kind == RequestKind::Probe && r.driver == driver).collect();
             let open: Vec<u64> = probes.iter().filter(|(_, r)| r.outcomes.is_empty()).map(|(id, _)| *id).collect();
             if probes.len() >= self.agents.len() && open.is_empty() {
                 let took = self.elapsed() - healed;
-                self.trace.record(WORLD, format_args!("liveness: every agent answered {} ms after heal", took.as_millis()));
+                self.trace
+                    .record(WORLD, format_args!("liveness: every agent answered {} ms after heal", took.as_millis()));
                 return Ok(took);
             }
             if self.elapsed() >= deadline {

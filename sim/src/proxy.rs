@@ -75,7 +75,7 @@ impl ProxyConfig {
                 i
             }
             Assignment::Seeded => p.1.random_range(0..n),
-            Assignment::Index(i) => i.min(n - 1),
+            Assignment::Index { replica } => replica.min(n - 1),
         };
         self.kas_hosts.get(i).cloned().unwrap_or_default()
     }

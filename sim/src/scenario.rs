@@ -5,8 +5,8 @@
 //! topology: { kas: { replicas: 2 }, agents: [{}, {}] }
 //! duration: 10m
 //! schedule:
-//!   - { at: 1m, fault: { kas_restart: { replica: 0 } } }
-//!   - { at: 3m, fault: { swizzle: { count: 2, interval: 10s } } }
+//!   - { at: 1m, fault: { kind: kas_restart, replica: 0 } }
+//!   - { at: 3m, fault: { kind: swizzle, count: 2, interval: 10s } }
 //! liveness: { bound: 3m }
 //! ```
 

@@ -2,11 +2,11 @@
 //!
 //! In a scenario file:
 //! ```yaml
-//! - { at: 30s, fault: { hold: { a: agentk-0, b: proxy } } }
-//! - { at: 45s, fault: { release: { a: agentk-0, b: proxy } } }
-//! - { at: 1m, fault: { kas_restart: { replica: 0 } } }
-//! - { at: 2m, fault: { swizzle: { count: 3, interval: 5s } } }
-//! - { at: 3m, fault: proxy_cut }
+//! - { at: 30s, fault: { kind: hold, a: agentk-0, b: proxy } }
+//! - { at: 45s, fault: { kind: release, a: agentk-0, b: proxy } }
+//! - { at: 1m, fault: { kind: kas_restart, replica: 0 } }
+//! - { at: 2m, fault: { kind: swizzle, count: 3, interval: 5s } }
+//! - { at: 3m, fault: { kind: proxy_cut } }
 //! ```
 //! [`Schedule::compile`] expands swizzles with the seed and sorts entries by time (stable, so
 //! entries at the same time keep their file order).
@@ -60,10 +60,7 @@ impl Schedule {
                     let candidates = s.links.clone().unwrap_or_else(|| links.to_vec());
                     let mut rng = seed.rng(&format!("swizzle/{i}"));
                     let expanded = swizzle::expand(s, e.at.0, &candidates, &mut rng)?;
-                    let steps: Vec<String> = expanded
-                        .iter()
-                        .map(|(t, f)| format!("{}ms {f}", t.as_millis()))
-                        .collect();
+                    let steps: Vec<String> = expanded.iter().map(|(t, f)| format!("{}ms {f}", t.as_millis())).collect();
                     derived.note(format!("swizzle[{i}]"), steps.join(", "));
                     out.extend(expanded);
                 }

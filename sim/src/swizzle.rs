@@ -55,7 +55,8 @@ mod tests {
         let b = expand(&s, Duration::ZERO, &links(), &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 6);
-        let held: Vec<_> = a[..3].iter().map(|(_, f)| if let Fault::Hold(l) = f { l.clone() } else { panic!() }).collect();
+        let held: Vec<_> =
+            a[..3].iter().map(|(_, f)| if let Fault::Hold(l) = f { l.clone() } else { panic!() }).collect();
         let mut released: Vec<_> =
             a[3..].iter().map(|(_, f)| if let Fault::Release(l) = f { l.clone() } else { panic!() }).collect();
         released.sort();

@@ -182,15 +182,16 @@ impl Default for ProxyTopology {
 }
 
 /// How the proxy picks a kas replica for a new connection. All choices are deterministic.
+/// Internally tagged (`{ kind: index, replica: 1 }`) so it reads the same in YAML and JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Assignment {
     /// kas-0, kas-1, … in turn (the counter survives proxy restarts).
     RoundRobin,
     /// A replica drawn from the seeded generator.
     Seeded,
     /// Always this replica.
-    Index(usize),
+    Index { replica: usize },
 }
 
 /// How kas learns about agent tokens.
@@ -232,12 +233,12 @@ impl Default for DriverTopology {
 
 /// Deliberately broken driver behaviour that the request checker must catch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DriverBug {
     /// Forget the outcome of every n-th request.
-    LoseEvery(u64),
+    LoseEvery { n: u64 },
     /// Report the outcome of every n-th request twice.
-    DuplicateEvery(u64),
+    DuplicateEvery { n: u64 },
 }
 
 /// What goes into the trace besides world events.
@@ -291,7 +292,7 @@ impl Topology {
         if self.latency.min > self.latency.max {
             return Err(TopologyError::Latency { min: self.latency.min, max: self.latency.max });
         }
-        if let Assignment::Index(index) = self.proxy.assignment
+        if let Assignment::Index { replica: index } = self.proxy.assignment
             && index >= self.kas.replicas
         {
             return Err(TopologyError::AssignmentIndex { index, replicas: self.kas.replicas });
@@ -305,7 +306,7 @@ impl Topology {
             if d.request_timeout.0.is_zero() {
                 return Err(TopologyError::DriverTimeout(i));
             }
-            if matches!(d.bug, Some(DriverBug::LoseEvery(0) | DriverBug::DuplicateEvery(0))) {
+            if matches!(d.bug, Some(DriverBug::LoseEvery { n: 0 } | DriverBug::DuplicateEvery { n: 0 })) {
                 return Err(TopologyError::BugPeriod(i));
             }
         }
@@ -335,8 +336,10 @@ mod tests {
     fn unknown_fields_and_bad_durations_are_rejected() {
         assert!(serde_json::from_str::<Topology>(r#"{"kas":{"replica":2}}"#).is_err());
         assert!(serde_json::from_str::<Topology>(r#"{"tick":"10"}"#).is_err());
-        let t: Topology =
-            serde_json::from_str(r#"{"tick":"100ms","kas":{"replicas":3},"proxy":{"assignment":{"index":5}}}"#).unwrap();
+        let t: Topology = serde_json::from_str(
+            r#"{"tick":"100ms","kas":{"replicas":3},"proxy":{"assignment":{"kind":"index","replica":5}}}"#,
+        )
+        .unwrap();
         assert_eq!(t.validate(), Err(TopologyError::AssignmentIndex { index: 5, replicas: 3 }));
     }
 }

@@ -232,12 +232,12 @@ impl World {
                     Arc::new(SimClock::default()),
                 ))
             }
-            GitLabMode::Static => Arc::new(StaticGitLab::new(tokens.iter().zip(&agent_ids).enumerate().map(
-                |(i, (tok, id))| {
+            GitLabMode::Static => {
+                Arc::new(StaticGitLab::new(tokens.iter().zip(&agent_ids).enumerate().map(|(i, (tok, id))| {
                     let name = format!("agent-{i}");
                     (tok.clone(), AgentInfo { id: *id, project_id: project.0, name, default_branch: "main".into() })
-                },
-            ))),
+                })))
+            }
         };
 
         // One API server model per cluster.

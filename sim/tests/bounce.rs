@@ -40,7 +40,10 @@ fn kas_host(sim: &mut turmoil::Sim<'static>) {
                 gitlab,
                 tracker,
                 Arc::new(SimConnector),
-                KasOptions { private_api_url: Some("grpc://kas:8155".into()), agent_listener: ListenerOptions::agent_default() },
+                KasOptions {
+                    private_api_url: Some("grpc://kas:8155".into()),
+                    agent_listener: ListenerOptions::agent_default(),
+                },
             );
             let agents = SimListener::bind(8150, "kas").await?;
             let private = SimListener::bind(8155, "kas").await?;
@@ -123,7 +126,9 @@ fn agentk_reconnects_and_serves_again_after_kas_bounces() {
     let log = log.lock().unwrap();
     let failures_after_bounce = log.iter().filter(|(t, ok)| *t > bounced_at && !ok).count();
     let first_ok_after = log.iter().find(|(t, ok)| *t > bounced_at && *ok).unwrap().0;
-    println!("bounced at {bounced_at} ms; failed calls after: {failures_after_bounce}; served again at {first_ok_after} ms");
+    println!(
+        "bounced at {bounced_at} ms; failed calls after: {failures_after_bounce}; served again at {first_ok_after} ms"
+    );
     // agentk's tunnels broke with the bounce and backed off (≥1 s), so service resumes after a gap.
     assert!(first_ok_after > bounced_at + 500, "served again suspiciously early");
     assert!(first_ok_after < bounced_at + 60_000, "reconnect took too long");

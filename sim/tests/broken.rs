@@ -69,7 +69,7 @@ fn buggy(bug: DriverBug) -> Topology {
 
 #[test]
 fn a_driver_that_loses_outcomes_is_caught() {
-    let v = violation(play("loses_outcomes", buggy(DriverBug::LoseEvery(4)), 90));
+    let v = violation(play("loses_outcomes", buggy(DriverBug::LoseEvery { n: 4 }), 90));
     assert_eq!(v.checker, "requests");
     assert!(v.detail.contains("request 4 ") && v.detail.contains("lost"), "{v}");
     assert_eq!(v.hosts, vec!["driver-0", "agent-0"]);
@@ -79,7 +79,7 @@ fn a_driver_that_loses_outcomes_is_caught() {
 
 #[test]
 fn a_driver_that_reports_twice_is_caught() {
-    let v = violation(play("reports_twice", buggy(DriverBug::DuplicateEvery(3)), 90));
+    let v = violation(play("reports_twice", buggy(DriverBug::DuplicateEvery { n: 3 }), 90));
     assert_eq!(v.checker, "requests");
     assert!(v.detail.contains("request 3 got 2 outcomes"), "{v}");
 }

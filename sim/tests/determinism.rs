@@ -24,7 +24,10 @@ fn scenario() -> Scenario {
     Scenario {
         topology: t,
         schedule: Schedule::new()
-            .at(Duration::from_secs(5), Fault::Swizzle(Swizzle { count: 3, interval: SimDuration::secs(1), links: None }))
+            .at(
+                Duration::from_secs(5),
+                Fault::Swizzle(Swizzle { count: 3, interval: SimDuration::secs(1), links: None }),
+            )
             .at(Duration::from_secs(12), Fault::KasRestart { replica: 0 }),
         duration: SimDuration::secs(20),
         liveness: None,

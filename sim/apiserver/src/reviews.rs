@@ -99,12 +99,7 @@ struct ReviewBody {
 }
 
 /// Answers a review for the (effective) `user`; `body` is already decoded.
-pub(crate) fn serve(
-    review: Review,
-    store: &Store,
-    user: &UserInfo,
-    body: &Value,
-) -> Result<Value, ApiError> {
+pub(crate) fn serve(review: Review, store: &Store, user: &UserInfo, body: &Value) -> Result<Value, ApiError> {
     let kind = review.kind();
     let api_version = format!("{}/v1", review.group());
     if review == Review::SelfSubject {
@@ -119,14 +114,7 @@ pub(crate) fn serve(
         .map_err(|e| ApiError::bad_request(format!("error decoding {kind}: {e}")))?;
     let spec = parsed.spec.unwrap_or_default();
     let invalid = |field: &str, detail: &str| {
-        ApiError::invalid(
-            kind,
-            review.group(),
-            "",
-            field,
-            "FieldValueInvalid",
-            detail.to_string(),
-        )
+        ApiError::invalid(kind, review.group(), "", field, "FieldValueInvalid", detail.to_string())
     };
     let attrs = match (&spec.resource_attributes, &spec.non_resource_attributes) {
         (Some(r), None) => RequestAttributes {
@@ -140,11 +128,7 @@ pub(crate) fn serve(
             name: r.name.clone(),
             ..Default::default()
         },
-        (None, Some(n)) => RequestAttributes {
-            verb: n.verb.clone(),
-            path: n.path.clone(),
-            ..Default::default()
-        },
+        (None, Some(n)) => RequestAttributes { verb: n.verb.clone(), path: n.path.clone(), ..Default::default() },
         _ => {
             return Err(invalid(
                 "spec.resourceAttributes",
@@ -155,10 +139,7 @@ pub(crate) fn serve(
     let subject = if review == Review::SubjectAccess {
         let groups = spec.groups.clone().unwrap_or_default();
         if spec.user.is_empty() && groups.is_empty() {
-            return Err(invalid(
-                "spec.user",
-                "Invalid value: \"\": at least one of user or group must be specified",
-            ));
+            return Err(invalid("spec.user", "Invalid value: \"\": at least one of user or group must be specified"));
         }
         UserInfo {
             username: spec.user.clone(),
