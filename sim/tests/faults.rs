@@ -80,7 +80,7 @@ fn three_kas_three_agents_through_swizzle_clogging() {
 #[test]
 fn scenario_files_parse_and_bad_faults_are_errors_not_panics() {
     let yaml = r#"
-topology: { tick: 100ms, kas: { replicas: 2 }, agents: [{}, { pool: { max_connections: 50 } }] }
+topology: { tick: 100ms, kas: { replicas: 2 }, agents: [{}, { pool: { max_connections: 50 } }], drivers: [{ interval: 1s }] }
 duration: 30s
 schedule:
   - { at: 5s, fault: { kind: hold, a: agentk-0, b: proxy } }

@@ -46,8 +46,14 @@ pub(crate) enum AuthnError {
 
 /// Looks up the bearer token; the result has `system:authenticated`
 /// appended as the real authenticator union does.
-pub(crate) fn authenticate(tokens: &BTreeMap<String, UserInfo>, headers: &HeaderMap) -> Result<UserInfo, AuthnError> {
-    let value = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(AuthnError::Missing)?;
+pub(crate) fn authenticate(
+    tokens: &BTreeMap<String, UserInfo>,
+    headers: &HeaderMap,
+) -> Result<UserInfo, AuthnError> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AuthnError::Missing)?;
     let mut parts = value.trim().splitn(2, ' ');
     let scheme = parts.next().unwrap_or_default();
     let token = parts.next().unwrap_or_default().trim();
@@ -74,12 +80,27 @@ mod tests {
     #[test]
     fn tokens_map_to_users_with_authenticated_group() {
         let mut tokens = BTreeMap::new();
-        tokens
-            .insert("t".to_string(), UserInfo { username: "u".into(), groups: vec!["g".into()], ..Default::default() });
+        tokens.insert(
+            "t".to_string(),
+            UserInfo {
+                username: "u".into(),
+                groups: vec!["g".into()],
+                ..Default::default()
+            },
+        );
         let u = authenticate(&tokens, &headers("Bearer t")).unwrap();
         assert_eq!(u.groups, ["g", ALL_AUTHENTICATED]);
-        assert_eq!(authenticate(&tokens, &headers("Bearer x")), Err(AuthnError::Unknown));
-        assert_eq!(authenticate(&tokens, &headers("Basic t")), Err(AuthnError::Missing));
-        assert_eq!(authenticate(&tokens, &HeaderMap::new()), Err(AuthnError::Missing));
+        assert_eq!(
+            authenticate(&tokens, &headers("Bearer x")),
+            Err(AuthnError::Unknown)
+        );
+        assert_eq!(
+            authenticate(&tokens, &headers("Basic t")),
+            Err(AuthnError::Missing)
+        );
+        assert_eq!(
+            authenticate(&tokens, &HeaderMap::new()),
+            Err(AuthnError::Missing)
+        );
     }
 }

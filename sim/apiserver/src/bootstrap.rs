@@ -51,8 +51,10 @@ fn aggregated(name: &str, extra_labels: &[(&str, &str)], to: &str) -> Value {
 }
 
 fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
-    let subjects: Vec<Value> =
-        groups.iter().map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g})).collect();
+    let subjects: Vec<Value> = groups
+        .iter()
+        .map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}))
+        .collect();
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
@@ -74,7 +76,10 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
 pub(crate) fn objects() -> Vec<(&'static ResourceType, Value)> {
     let mut out: Vec<(&'static ResourceType, Value)> = Vec::new();
     for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
-        out.push((&NAMESPACES, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})));
+        out.push((
+            &NAMESPACES,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        ));
     }
     let view_core = [
         "configmaps",
@@ -133,17 +138,38 @@ pub(crate) fn objects() -> Vec<(&'static ResourceType, Value)> {
             ]),
         ),
         aggregated("admin", &[], "admin"),
-        aggregated("edit", &[("rbac.authorization.k8s.io/aggregate-to-admin", "true")], "edit"),
-        aggregated("view", &[("rbac.authorization.k8s.io/aggregate-to-edit", "true")], "view"),
+        aggregated(
+            "edit",
+            &[("rbac.authorization.k8s.io/aggregate-to-admin", "true")],
+            "edit",
+        ),
+        aggregated(
+            "view",
+            &[("rbac.authorization.k8s.io/aggregate-to-edit", "true")],
+            "view",
+        ),
         cluster_role(
             "system:aggregate-to-admin",
             &[("rbac.authorization.k8s.io/aggregate-to-admin", "true")],
             json!([
-                rule(&["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["localsubjectaccessreviews"],
+                    &["create"]
+                ),
                 rule(
                     &["rbac.authorization.k8s.io"],
                     &["rolebindings", "roles"],
-                    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+                    &[
+                        "create",
+                        "delete",
+                        "deletecollection",
+                        "get",
+                        "list",
+                        "patch",
+                        "update",
+                        "watch"
+                    ],
                 ),
             ]),
         ),
@@ -153,11 +179,28 @@ pub(crate) fn objects() -> Vec<(&'static ResourceType, Value)> {
             json!([
                 rule(
                     &[""],
-                    &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"],
+                    &[
+                        "pods/attach",
+                        "pods/exec",
+                        "pods/portforward",
+                        "pods/proxy",
+                        "secrets",
+                        "services/proxy"
+                    ],
                     &READ
                 ),
                 rule(&[""], &["serviceaccounts"], &["impersonate"]),
-                rule(&[""], &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"], &WRITE),
+                rule(
+                    &[""],
+                    &[
+                        "pods",
+                        "pods/attach",
+                        "pods/exec",
+                        "pods/portforward",
+                        "pods/proxy"
+                    ],
+                    &WRITE
+                ),
                 rule(&[""], &["pods/eviction"], &["create"]),
                 rule(
                     &[""],
@@ -187,15 +230,27 @@ pub(crate) fn objects() -> Vec<(&'static ResourceType, Value)> {
                 rule(&[""], &view_core_status, &READ),
                 rule(&[""], &["namespaces"], &READ),
                 rule(&["apps"], &apps, &READ),
-                rule(&["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"], &READ),
+                rule(
+                    &["batch"],
+                    &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+                    &READ
+                ),
             ]),
         ),
         cluster_role(
             "system:basic-user",
             &[],
             json!([
-                rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
-                rule(&["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"], &["create"]),
+                rule(
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                    &["create"]
+                ),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    &["create"]
+                ),
             ]),
         ),
         cluster_role(
@@ -219,8 +274,16 @@ pub(crate) fn objects() -> Vec<(&'static ResourceType, Value)> {
     out.extend(roles.into_iter().map(|r| (&CLUSTERROLES, r)));
     let bindings = [
         binding("cluster-admin", "cluster-admin", &["system:masters"]),
-        binding("system:basic-user", "system:basic-user", &["system:authenticated"]),
-        binding("system:discovery", "system:discovery", &["system:authenticated"]),
+        binding(
+            "system:basic-user",
+            "system:basic-user",
+            &["system:authenticated"],
+        ),
+        binding(
+            "system:discovery",
+            "system:discovery",
+            &["system:authenticated"],
+        ),
         binding(
             "system:public-info-viewer",
             "system:public-info-viewer",

@@ -50,8 +50,12 @@ const VIRTUAL: [VirtualResource; 3] = [
 ];
 
 /// Served API groups, in `/apis` order.
-const GROUPS: [&str; 4] =
-    ["rbac.authorization.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "coordination.k8s.io"];
+const GROUPS: [&str; 4] = [
+    "rbac.authorization.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "coordination.k8s.io",
+];
 
 fn stored(rt: &ResourceType) -> Value {
     let mut v = json!({
@@ -70,15 +74,25 @@ fn stored(rt: &ResourceType) -> Value {
 }
 
 fn resource_list(group: &str) -> Option<Value> {
-    let mut resources: Vec<Value> = resources::ALL.iter().filter(|r| r.group == group).map(|r| stored(r)).collect();
+    let mut resources: Vec<Value> = resources::ALL
+        .iter()
+        .filter(|r| r.group == group)
+        .map(|r| stored(r))
+        .collect();
     resources.extend(VIRTUAL.iter().filter(|v| v.group == group).map(|v| {
         json!({"name": v.plural, "singularName": v.singular, "namespaced": false, "kind": v.kind, "verbs": ["create"]})
     }));
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { "v1".to_string() } else { format!("{group}/v1") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        "v1".to_string()
+    } else {
+        format!("{group}/v1")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn api_group(name: &str) -> Value {
@@ -88,8 +102,14 @@ fn api_group(name: &str) -> Value {
 
 fn text(body: &'static str) -> Response<BoxBody> {
     let mut r = Response::new(full(body.into()));
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert("x-content-type-options", header::HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        header::HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -112,7 +132,10 @@ pub(crate) fn serve(
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::method_not_allowed());
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:6443");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:6443");
     let doc = match parts.as_slice() {
         ["version"] => {
             let body = serde_json::to_vec(&version.info()).unwrap_or_default();
@@ -151,9 +174,22 @@ mod tests {
     #[test]
     fn resource_lists_cover_modelled_resources() {
         let core = resource_list("").unwrap();
-        let names: Vec<&str> =
-            core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["configmaps", "namespaces", "pods", "secrets", "serviceaccounts"]);
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "configmaps",
+                "namespaces",
+                "pods",
+                "secrets",
+                "serviceaccounts"
+            ]
+        );
         let authn = resource_list("authentication.k8s.io").unwrap();
         assert_eq!(authn["resources"][0]["kind"], "SelfSubjectReview");
         assert!(resource_list("apps").is_none());
@@ -164,8 +200,17 @@ mod tests {
         let h = HeaderMap::new();
         let v = KubeVersion::V1_32;
         assert_eq!(serve(v, &Method::GET, &h, "/nope").unwrap_err().code, 404);
-        assert_eq!(serve(v, &Method::GET, &h, "/apis/apps").unwrap_err().code, 404);
-        assert_eq!(serve(v, &Method::POST, &h, "/version").unwrap_err().code, 405);
-        assert_eq!(serve(v, &Method::GET, &h, "/version").unwrap().status(), 200);
+        assert_eq!(
+            serve(v, &Method::GET, &h, "/apis/apps").unwrap_err().code,
+            404
+        );
+        assert_eq!(
+            serve(v, &Method::POST, &h, "/version").unwrap_err().code,
+            405
+        );
+        assert_eq!(
+            serve(v, &Method::GET, &h, "/version").unwrap().status(),
+            200
+        );
     }
 }

@@ -35,14 +35,20 @@ pub(crate) enum ImpersonationError {
     InvalidHeader(String),
     /// The requestor may not impersonate this attribute.
     #[error("forbidden")]
-    Forbidden { attrs: Box<RequestAttributes>, reason: String },
+    Forbidden {
+        attrs: Box<RequestAttributes>,
+        reason: String,
+    },
 }
 
 fn values<'a>(headers: &'a HeaderMap, name: &str) -> Result<Vec<&'a str>, ImpersonationError> {
     headers
         .get_all(name)
         .iter()
-        .map(|v| v.to_str().map_err(|_| ImpersonationError::InvalidHeader(name.to_string())))
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ImpersonationError::InvalidHeader(name.to_string()))
+        })
         .collect()
 }
 
@@ -50,7 +56,10 @@ fn values<'a>(headers: &'a HeaderMap, name: &str) -> Result<Vec<&'a str>, Impers
 pub(crate) fn split_sa_username(u: &str) -> Option<(&str, &str)> {
     let rest = u.strip_prefix("system:serviceaccount:")?;
     let (ns, name) = rest.split_once(':')?;
-    if name.contains(':') || resources::dns_label(ns).is_err() || resources::dns_subdomain(name).is_err() {
+    if name.contains(':')
+        || resources::dns_label(ns).is_err()
+        || resources::dns_subdomain(name).is_err()
+    {
         return None;
     }
     Some((ns, name))
@@ -76,16 +85,28 @@ pub(crate) fn impersonate(
     headers: &HeaderMap,
     mut authorize: impl FnMut(&RequestAttributes) -> (bool, String),
 ) -> Result<Option<UserInfo>, ImpersonationError> {
-    let user = values(headers, USER)?.first().map(|s| s.to_string()).unwrap_or_default();
-    let groups_req: Vec<String> = values(headers, GROUP)?.iter().map(|s| s.to_string()).collect();
-    let uid = values(headers, UID)?.first().map(|s| s.to_string()).unwrap_or_default();
+    let user = values(headers, USER)?
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let groups_req: Vec<String> = values(headers, GROUP)?
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let uid = values(headers, UID)?
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let mut extra_req: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for name in headers.keys() {
         let lower = name.as_str().to_ascii_lowercase();
         if let Some(key) = lower.strip_prefix(EXTRA_PREFIX) {
             let key = percent_decode(key, false);
             let vals = values(headers, name.as_str())?;
-            extra_req.entry(key).or_default().extend(vals.iter().map(|v| v.to_string()));
+            extra_req
+                .entry(key)
+                .or_default()
+                .extend(vals.iter().map(|v| v.to_string()));
         }
     }
     if user.is_empty() {
@@ -103,14 +124,24 @@ pub(crate) fn impersonate(
 
     let mut check = |a: RequestAttributes| -> Result<(), ImpersonationError> {
         let (ok, reason) = authorize(&a);
-        if ok { Ok(()) } else { Err(ImpersonationError::Forbidden { attrs: Box::new(a), reason }) }
+        if ok {
+            Ok(())
+        } else {
+            Err(ImpersonationError::Forbidden {
+                attrs: Box::new(a),
+                reason,
+            })
+        }
     };
 
     let mut groups: Vec<String> = Vec::new();
     if let Some((ns, name)) = split_sa_username(&user) {
         check(attrs("", "serviceaccounts", "", ns, name))?;
         if groups_req.is_empty() {
-            groups = vec!["system:serviceaccounts".to_string(), format!("system:serviceaccounts:{ns}")];
+            groups = vec![
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{ns}"),
+            ];
         }
     } else {
         check(attrs("", "users", "", "", &user))?;
@@ -129,13 +160,21 @@ pub(crate) fn impersonate(
     }
 
     if user != ANONYMOUS {
-        if !groups.iter().any(|g| g == ALL_AUTHENTICATED || g == ALL_UNAUTHENTICATED) {
+        if !groups
+            .iter()
+            .any(|g| g == ALL_AUTHENTICATED || g == ALL_UNAUTHENTICATED)
+        {
             groups.push(ALL_AUTHENTICATED.into());
         }
     } else if !groups.iter().any(|g| g == ALL_UNAUTHENTICATED) {
         groups.push(ALL_UNAUTHENTICATED.into());
     }
-    Ok(Some(UserInfo { username: user, uid, groups, extra: extra_req }))
+    Ok(Some(UserInfo {
+        username: user,
+        uid,
+        groups,
+        extra: extra_req,
+    }))
 }
 
 #[cfg(test)]
@@ -145,7 +184,10 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
@@ -162,7 +204,10 @@ mod tests {
         ]);
         let mut seen = Vec::new();
         let u = impersonate(&headers, |a| {
-            seen.push(format!("{}/{}/{}/{}", a.api_group, a.resource, a.subresource, a.name));
+            seen.push(format!(
+                "{}/{}/{}/{}",
+                a.api_group, a.resource, a.subresource, a.name
+            ));
             (true, String::new())
         })
         .unwrap()
@@ -180,7 +225,10 @@ mod tests {
         );
         assert_eq!(u.username, "gitlab:user:1");
         assert_eq!(u.uid, "u-1");
-        assert_eq!(u.groups, ["gitlab:ci_job", "gitlab:project:2", ALL_AUTHENTICATED]);
+        assert_eq!(
+            u.groups,
+            ["gitlab:ci_job", "gitlab:project:2", ALL_AUTHENTICATED]
+        );
         assert_eq!(u.extra["agent.gitlab.com/id"], ["7", "8"]);
     }
 
@@ -194,17 +242,35 @@ mod tests {
         })
         .unwrap()
         .unwrap();
-        assert_eq!(seen, Some(("serviceaccounts".into(), "ns".into(), "sa".into())));
-        assert_eq!(u.groups, ["system:serviceaccounts", "system:serviceaccounts:ns", ALL_AUTHENTICATED]);
+        assert_eq!(
+            seen,
+            Some(("serviceaccounts".into(), "ns".into(), "sa".into()))
+        );
+        assert_eq!(
+            u.groups,
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:ns",
+                ALL_AUTHENTICATED
+            ]
+        );
     }
 
     #[test]
     fn anonymous_and_explicit_groups() {
-        let anon = impersonate(&h(&[("Impersonate-User", ANONYMOUS)]), |_| (true, String::new())).unwrap().unwrap();
-        assert_eq!(anon.groups, [ALL_UNAUTHENTICATED]);
-        let explicit = impersonate(&h(&[("Impersonate-User", "u"), ("Impersonate-Group", ALL_AUTHENTICATED)]), |_| {
+        let anon = impersonate(&h(&[("Impersonate-User", ANONYMOUS)]), |_| {
             (true, String::new())
         })
+        .unwrap()
+        .unwrap();
+        assert_eq!(anon.groups, [ALL_UNAUTHENTICATED]);
+        let explicit = impersonate(
+            &h(&[
+                ("Impersonate-User", "u"),
+                ("Impersonate-Group", ALL_AUTHENTICATED),
+            ]),
+            |_| (true, String::new()),
+        )
         .unwrap()
         .unwrap();
         assert_eq!(explicit.groups, [ALL_AUTHENTICATED]);
@@ -212,16 +278,22 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(impersonate(&HeaderMap::new(), |_| (false, String::new())), Ok(None));
+        assert_eq!(
+            impersonate(&HeaderMap::new(), |_| (false, String::new())),
+            Ok(None)
+        );
         assert!(matches!(
             impersonate(&h(&[("Impersonate-Group", "g")]), |_| (true, String::new())),
             Err(ImpersonationError::NoUser(_))
         ));
-        let err = impersonate(&h(&[("Impersonate-User", "u"), ("Impersonate-Group", "g")]), |a| {
-            (a.resource == "users", String::new())
-        })
+        let err = impersonate(
+            &h(&[("Impersonate-User", "u"), ("Impersonate-Group", "g")]),
+            |a| (a.resource == "users", String::new()),
+        )
         .unwrap_err();
-        let ImpersonationError::Forbidden { attrs, .. } = err else { panic!("expected forbidden") };
+        let ImpersonationError::Forbidden { attrs, .. } = err else {
+            panic!("expected forbidden")
+        };
         assert_eq!(attrs.resource, "groups");
         assert_eq!(split_sa_username("system:serviceaccount:a:b:c"), None);
         assert_eq!(split_sa_username("system:serviceaccount:A:b"), None);

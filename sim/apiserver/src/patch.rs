@@ -18,8 +18,7 @@ pub(crate) enum PatchType {
 }
 
 /// Media types listed in the 415 answer.
-pub(crate) const ACCEPTED: &str =
-    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json";
+pub(crate) const ACCEPTED: &str = "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json";
 
 impl PatchType {
     pub fn from_content_type(ct: &str) -> Option<Self> {
@@ -90,8 +89,12 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
             Ok(())
         }
         Some(Value::Array(a)) => {
-            let i =
-                if last == "-" { a.len() } else { last.parse().map_err(|_| PatchError::MissingPath(path.into()))? };
+            let i = if last == "-" {
+                a.len()
+            } else {
+                last.parse()
+                    .map_err(|_| PatchError::MissingPath(path.into()))?
+            };
             if i > a.len() {
                 return Err(PatchError::MissingPath(path.into()));
             }
@@ -105,7 +108,9 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
 fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
     let (parent, last) = split(path).ok_or_else(|| PatchError::MissingPath(path.into()))?;
     match doc.pointer_mut(&parent) {
-        Some(Value::Object(m)) => m.remove(&last).ok_or_else(|| PatchError::MissingPath(path.into())),
+        Some(Value::Object(m)) => m
+            .remove(&last)
+            .ok_or_else(|| PatchError::MissingPath(path.into())),
         Some(Value::Array(a)) => match last.parse::<usize>() {
             Ok(i) if i < a.len() => Ok(a.remove(i)),
             _ => Err(PatchError::MissingPath(path.into())),
@@ -118,10 +123,20 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
 pub(crate) fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), PatchError> {
     let ops = ops.as_array().ok_or(PatchError::Shape)?;
     for op in ops {
-        let kind = op.get("op").and_then(Value::as_str).ok_or(PatchError::Shape)?;
-        let path = op.get("path").and_then(Value::as_str).ok_or(PatchError::Shape)?;
+        let kind = op
+            .get("op")
+            .and_then(Value::as_str)
+            .ok_or(PatchError::Shape)?;
+        let path = op
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or(PatchError::Shape)?;
         let value = || op.get("value").cloned().ok_or(PatchError::Shape);
-        let from = || op.get("from").and_then(Value::as_str).ok_or(PatchError::Shape);
+        let from = || {
+            op.get("from")
+                .and_then(Value::as_str)
+                .ok_or(PatchError::Shape)
+        };
         match kind {
             "add" => add(doc, path, value()?)?,
             "remove" => {
@@ -141,7 +156,10 @@ pub(crate) fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), PatchError>
                 add(doc, path, v)?;
             }
             "copy" => {
-                let v = doc.pointer(from()?).cloned().ok_or_else(|| PatchError::MissingPath(path.into()))?;
+                let v = doc
+                    .pointer(from()?)
+                    .cloned()
+                    .ok_or_else(|| PatchError::MissingPath(path.into()))?;
                 add(doc, path, v)?;
             }
             other => return Err(PatchError::UnknownOp(other.into())),
@@ -152,7 +170,8 @@ pub(crate) fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), PatchError>
 
 /// Applies `body` of type `ty` to `doc`.
 pub(crate) fn apply(ty: PatchType, doc: &mut Value, body: &[u8]) -> Result<(), PatchError> {
-    let patch: Value = serde_json::from_slice(body).map_err(|e| PatchError::Decode(e.to_string()))?;
+    let patch: Value =
+        serde_json::from_slice(body).map_err(|e| PatchError::Decode(e.to_string()))?;
     match ty {
         PatchType::Merge | PatchType::StrategicMerge => {
             if !patch.is_object() {

@@ -42,13 +42,30 @@ fn null_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 pub(crate) struct PolicyRule {
     #[serde(default, deserialize_with = "null_vec")]
     pub verbs: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub api_groups: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resources: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resource_names: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec", rename = "nonResourceURLs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_vec",
+        rename = "nonResourceURLs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub non_resource_urls: Vec<String>,
 }
 
@@ -109,7 +126,8 @@ pub(crate) fn validate_object(rt: &ResourceType, obj: &Value) -> Result<(), Rbac
         serde_json::from_value::<RoleObj>(obj.clone())?;
     } else if rt == &ROLEBINDINGS || rt == &CLUSTERROLEBINDINGS {
         let b: BindingObj = serde_json::from_value(obj.clone())?;
-        let ok = b.role_ref.kind == "ClusterRole" || (b.role_ref.kind == "Role" && rt == &ROLEBINDINGS);
+        let ok =
+            b.role_ref.kind == "ClusterRole" || (b.role_ref.kind == "Role" && rt == &ROLEBINDINGS);
         if !ok {
             return Err(RbacError::RoleRefKind(b.role_ref.kind));
         }
@@ -126,7 +144,10 @@ fn resource_matches(rule: &PolicyRule, combined: &str, sub: &str) -> bool {
     rule.resources.iter().any(|r| {
         r == "*"
             || r == combined
-            || (!sub.is_empty() && r.len() == sub.len() + 2 && r.starts_with("*/") && r.ends_with(sub))
+            || (!sub.is_empty()
+                && r.len() == sub.len() + 2
+                && r.starts_with("*/")
+                && r.ends_with(sub))
     })
 }
 
@@ -161,7 +182,11 @@ fn applies_to(user: &UserInfo, s: &Subject, binding_ns: &str) -> bool {
         "User" => user.username == s.name,
         "Group" => user.groups.contains(&s.name),
         "ServiceAccount" => {
-            let ns = if s.namespace.is_empty() { binding_ns } else { &s.namespace };
+            let ns = if s.namespace.is_empty() {
+                binding_ns
+            } else {
+                &s.namespace
+            };
             !ns.is_empty() && user.username == format!("system:serviceaccount:{ns}:{}", s.name)
         }
         _ => false,
@@ -170,7 +195,11 @@ fn applies_to(user: &UserInfo, s: &Subject, binding_ns: &str) -> bool {
 
 fn describe_subject(s: &Subject, binding_ns: &str) -> String {
     if s.kind == "ServiceAccount" {
-        let ns = if s.namespace.is_empty() { binding_ns } else { &s.namespace };
+        let ns = if s.namespace.is_empty() {
+            binding_ns
+        } else {
+            &s.namespace
+        };
         format!("{} {:?}", s.kind, format!("{}/{ns}", s.name))
     } else {
         format!("{} {:?}", s.kind, s.name)
@@ -190,9 +219,12 @@ fn role_rules(store: &Store, r: &RoleRef, ns: &str) -> Result<Vec<PolicyRule>, S
         "Role" => (&ROLES, ns, "role"),
         k => return Err(format!("unsupported role reference kind: {k:?}")),
     };
-    let obj = store
-        .get(rt, ns, &r.name)
-        .map_err(|_| format!("{singular}.rbac.authorization.k8s.io {:?} not found", r.name))?;
+    let obj = store.get(rt, ns, &r.name).map_err(|_| {
+        format!(
+            "{singular}.rbac.authorization.k8s.io {:?} not found",
+            r.name
+        )
+    })?;
     let role: RoleObj = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
     Ok(role.rules.unwrap_or_default())
 }
@@ -200,13 +232,18 @@ fn role_rules(store: &Store, r: &RoleRef, ns: &str) -> Result<Vec<PolicyRule>, S
 /// Authorizes `user` for `attrs` against the RBAC objects in `store`.
 pub(crate) fn authorize(store: &Store, user: &UserInfo, attrs: &RequestAttributes) -> Decision {
     if user.groups.iter().any(|g| g == SYSTEM_MASTERS) {
-        return Decision { allowed: true, reason: String::new() };
+        return Decision {
+            allowed: true,
+            reason: String::new(),
+        };
     }
     let mut errors: Vec<String> = Vec::new();
     let mut check = |binding: &Value, kind: &str| -> Option<String> {
         let b: BindingObj = serde_json::from_value(binding.clone()).ok()?;
         let subjects = b.subjects.unwrap_or_default();
-        let subject = subjects.iter().find(|s| applies_to(user, s, &b.metadata.namespace))?;
+        let subject = subjects
+            .iter()
+            .find(|s| applies_to(user, s, &b.metadata.namespace))?;
         match role_rules(store, &b.role_ref, &b.metadata.namespace) {
             Err(e) => {
                 errors.push(e);
@@ -229,13 +266,19 @@ pub(crate) fn authorize(store: &Store, user: &UserInfo, attrs: &RequestAttribute
     };
     for crb in store.list(&CLUSTERROLEBINDINGS, None) {
         if let Some(reason) = check(crb, "ClusterRoleBinding") {
-            return Decision { allowed: true, reason };
+            return Decision {
+                allowed: true,
+                reason,
+            };
         }
     }
     if !attrs.namespace.is_empty() {
         for rb in store.list(&ROLEBINDINGS, Some(&attrs.namespace)) {
             if let Some(reason) = check(rb, "RoleBinding") {
-                return Decision { allowed: true, reason };
+                return Decision {
+                    allowed: true,
+                    reason,
+                };
             }
         }
     }
@@ -244,7 +287,10 @@ pub(crate) fn authorize(store: &Store, user: &UserInfo, attrs: &RequestAttribute
         1 => format!("RBAC: {}", errors[0]),
         _ => format!("RBAC: [{}]", errors.join(", ")),
     };
-    Decision { allowed: false, reason }
+    Decision {
+        allowed: false,
+        reason,
+    }
 }
 
 /// The upstream `forbiddenMessage` for a denied request.
@@ -252,8 +298,11 @@ pub(crate) fn forbidden_message(user: &str, a: &RequestAttributes) -> String {
     if !a.resource_request {
         return format!("User {user:?} cannot {} path {:?}", a.verb, a.path);
     }
-    let resource =
-        if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
+    let resource = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
     if a.namespace.is_empty() {
         format!(
             "User {user:?} cannot {} resource {resource:?} in API group {:?} at the cluster scope",
@@ -271,12 +320,19 @@ pub(crate) fn forbidden_message(user: &str, a: &RequestAttributes) -> String {
 /// has no `aggregationRule`. Matching roles are visited in name order and
 /// rules already present are not repeated, like the controller.
 pub(crate) fn aggregated_rules(role: &Value, all: &[Value]) -> Option<Value> {
-    let selectors = role.pointer("/aggregationRule/clusterRoleSelectors")?.as_array()?;
-    let selectors: Vec<LabelSelector> = selectors.iter().filter_map(|s| LabelSelector::from_api(s).ok()).collect();
+    let selectors = role
+        .pointer("/aggregationRule/clusterRoleSelectors")?
+        .as_array()?;
+    let selectors: Vec<LabelSelector> = selectors
+        .iter()
+        .filter_map(|s| LabelSelector::from_api(s).ok())
+        .collect();
     let name = role.pointer("/metadata/name");
     let mut rules: Vec<PolicyRule> = Vec::new();
     for other in all {
-        if other.pointer("/metadata/name") == name || !selectors.iter().any(|s| s.matches_object(other)) {
+        if other.pointer("/metadata/name") == name
+            || !selectors.iter().any(|s| s.matches_object(other))
+        {
             continue;
         }
         let Ok(r) = serde_json::from_value::<RoleObj>(other.clone()) else {
@@ -297,7 +353,14 @@ mod tests {
     use crate::resources::NAMESPACES;
     use serde_json::json;
 
-    fn res(verb: &str, group: &str, resource: &str, sub: &str, ns: &str, name: &str) -> RequestAttributes {
+    fn res(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        ns: &str,
+        name: &str,
+    ) -> RequestAttributes {
         RequestAttributes {
             verb: verb.into(),
             resource_request: true,
@@ -312,7 +375,11 @@ mod tests {
     }
 
     fn nonres(verb: &str, path: &str) -> RequestAttributes {
-        RequestAttributes { verb: verb.into(), path: path.into(), ..Default::default() }
+        RequestAttributes {
+            verb: verb.into(),
+            path: path.into(),
+            ..Default::default()
+        }
     }
 
     fn rule(v: Value) -> PolicyRule {
@@ -324,9 +391,11 @@ mod tests {
         let pods_get = rule(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}));
         let star = rule(json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}));
         let scale = rule(json!({"verbs": ["get"], "apiGroups": ["*"], "resources": ["*/scale"]}));
-        let exec = rule(json!({"verbs": ["create"], "apiGroups": [""], "resources": ["pods/exec"]}));
-        let named =
-            rule(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["a"]}));
+        let exec =
+            rule(json!({"verbs": ["create"], "apiGroups": [""], "resources": ["pods/exec"]}));
+        let named = rule(
+            json!({"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["a"]}),
+        );
         let urls = rule(json!({"verbs": ["get"], "nonResourceURLs": ["/version", "/apis/*"]}));
         let cases: Vec<(&PolicyRule, RequestAttributes, bool)> = vec![
             (&pods_get, res("get", "", "pods", "", "d", "p"), true),
@@ -334,12 +403,28 @@ mod tests {
             (&pods_get, res("get", "apps", "pods", "", "d", "p"), false),
             (&pods_get, res("get", "", "pods", "log", "d", "p"), false),
             (&pods_get, res("get", "", "secrets", "", "d", "p"), false),
-            (&star, res("delete", "rbac.authorization.k8s.io", "roles", "", "d", "r"), true),
+            (
+                &star,
+                res("delete", "rbac.authorization.k8s.io", "roles", "", "d", "r"),
+                true,
+            ),
             (&star, res("create", "", "pods", "exec", "d", "p"), true),
             (&star, nonres("get", "/version"), false),
-            (&scale, res("get", "apps", "deployments", "scale", "d", "x"), true),
-            (&scale, res("get", "apps", "deployments", "", "d", "x"), false),
-            (&scale, res("get", "apps", "deployments", "status", "d", "x"), false),
+            (
+                &scale,
+                res("get", "apps", "deployments", "scale", "d", "x"),
+                true,
+            ),
+            (
+                &scale,
+                res("get", "apps", "deployments", "", "d", "x"),
+                false,
+            ),
+            (
+                &scale,
+                res("get", "apps", "deployments", "status", "d", "x"),
+                false,
+            ),
             (&exec, res("create", "", "pods", "exec", "d", "p"), true),
             (&exec, res("create", "", "pods", "", "d", "p"), false),
             (&named, res("get", "", "configmaps", "", "d", "a"), true),
@@ -360,7 +445,8 @@ mod tests {
     fn store_with(objs: &[(&'static ResourceType, &str, Value)]) -> Store {
         let mut s = Store::new(AggregationMode::BareApiserver, 100);
         for ns in ["a", "b"] {
-            s.create(&NAMESPACES, "", json!({"metadata": {"name": ns}})).unwrap();
+            s.create(&NAMESPACES, "", json!({"metadata": {"name": ns}}))
+                .unwrap();
         }
         for (rt, ns, o) in objs {
             s.create(rt, ns, o.clone()).unwrap();
@@ -369,7 +455,11 @@ mod tests {
     }
 
     fn user(name: &str, groups: &[&str]) -> UserInfo {
-        UserInfo { username: name.into(), groups: groups.iter().map(|g| g.to_string()).collect(), ..Default::default() }
+        UserInfo {
+            username: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -461,17 +551,42 @@ mod tests {
             r#"User "x" cannot create resource "pods/exec" in API group "" in the namespace "default""#
         );
         assert_eq!(
-            forbidden_message("x", &res("list", "rbac.authorization.k8s.io", "clusterroles", "", "", "")),
+            forbidden_message(
+                "x",
+                &res(
+                    "list",
+                    "rbac.authorization.k8s.io",
+                    "clusterroles",
+                    "",
+                    "",
+                    ""
+                )
+            ),
             r#"User "x" cannot list resource "clusterroles" in API group "rbac.authorization.k8s.io" at the cluster scope"#
         );
-        assert_eq!(forbidden_message("x", &nonres("get", "/version")), r#"User "x" cannot get path "/version""#);
+        assert_eq!(
+            forbidden_message("x", &nonres("get", "/version")),
+            r#"User "x" cannot get path "/version""#
+        );
     }
 
     #[test]
     fn rbac_objects_are_validated() {
         assert!(validate_object(&ROLES, &json!({"rules": [{"verbs": "get"}]})).is_err());
-        assert!(validate_object(&CLUSTERROLEBINDINGS, &json!({"roleRef": {"kind": "Role", "name": "x"}})).is_err());
-        assert!(validate_object(&ROLEBINDINGS, &json!({"roleRef": {"kind": "Role", "name": "x"}})).is_ok());
+        assert!(
+            validate_object(
+                &CLUSTERROLEBINDINGS,
+                &json!({"roleRef": {"kind": "Role", "name": "x"}})
+            )
+            .is_err()
+        );
+        assert!(
+            validate_object(
+                &ROLEBINDINGS,
+                &json!({"roleRef": {"kind": "Role", "name": "x"}})
+            )
+            .is_ok()
+        );
         assert!(validate_object(&ROLEBINDINGS, &json!({})).is_err());
     }
 }

@@ -43,7 +43,9 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     while i < b.len() {
         match b[i] {
             b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(v) => {
                         out.push(v);
@@ -72,7 +74,8 @@ pub(crate) fn parse_query(q: Option<&str>) -> Query {
     let mut out = Query::new();
     for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.entry(percent_decode(k, true)).or_insert_with(|| percent_decode(v, true));
+        out.entry(percent_decode(k, true))
+            .or_insert_with(|| percent_decode(v, true));
     }
     out
 }
@@ -100,9 +103,17 @@ const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
 /// Derives the attributes for `method` on `raw_path`.
 pub(crate) fn resolve(method: &http::Method, raw_path: &str, query: &Query) -> RequestAttributes {
     let path = percent_decode(raw_path, false);
-    let mut info = RequestAttributes { path: path.clone(), verb: method.as_str().to_lowercase(), ..Default::default() };
+    let mut info = RequestAttributes {
+        path: path.clone(),
+        verb: method.as_str().to_lowercase(),
+        ..Default::default()
+    };
     let trimmed = path.trim_matches('/');
-    let mut parts: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
+    let mut parts: Vec<&str> = if trimmed.is_empty() {
+        Vec::new()
+    } else {
+        trimmed.split('/').collect()
+    };
     if parts.len() < 3 || !matches!(parts[0], "api" | "apis") {
         return info;
     }
@@ -157,7 +168,11 @@ pub(crate) fn resolve(method: &http::Method, raw_path: &str, query: &Query) -> R
 
     if info.name.is_empty() && info.verb == "get" {
         info.verb = if wants_watch(query) { "watch" } else { "list" }.to_string();
-        if let Some(name) = query.get("fieldSelector").and_then(|fs| exact_name(fs)).filter(|n| valid_path_segment(n)) {
+        if let Some(name) = query
+            .get("fieldSelector")
+            .and_then(|fs| exact_name(fs))
+            .filter(|n| valid_path_segment(n))
+        {
             info.name = name;
         }
     }
@@ -197,20 +212,132 @@ mod tests {
     #[test]
     fn verbs_follow_upstream_request_info() {
         let cases = [
-            (Method::GET, "/api/v1/namespaces/default/pods", "list", "default", "pods", "", ""),
-            (Method::GET, "/api/v1/namespaces/default/pods?watch=true", "watch", "default", "pods", "", ""),
-            (Method::GET, "/api/v1/namespaces/default/pods?watch=1", "watch", "default", "pods", "", ""),
-            (Method::GET, "/api/v1/namespaces/default/pods?watch=false", "list", "default", "pods", "", ""),
-            (Method::GET, "/api/v1/watch/namespaces/default/pods", "watch", "default", "pods", "", ""),
-            (Method::GET, "/api/v1/namespaces/default/pods/p", "get", "default", "pods", "p", ""),
-            (Method::POST, "/api/v1/namespaces/default/pods/p/exec", "create", "default", "pods", "p", "exec"),
-            (Method::PUT, "/api/v1/namespaces/default/pods/p", "update", "default", "pods", "p", ""),
-            (Method::PATCH, "/api/v1/namespaces/default/pods/p", "patch", "default", "pods", "p", ""),
-            (Method::DELETE, "/api/v1/namespaces/default/pods/p", "delete", "default", "pods", "p", ""),
-            (Method::DELETE, "/api/v1/namespaces/default/pods", "deletecollection", "default", "pods", "", ""),
-            (Method::GET, "/api/v1/namespaces/x", "get", "x", "namespaces", "x", ""),
-            (Method::GET, "/api/v1/namespaces", "list", "", "namespaces", "", ""),
-            (Method::PUT, "/api/v1/namespaces/x/finalize", "update", "x", "namespaces", "x", "finalize"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                "list",
+                "default",
+                "pods",
+                "",
+                "",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods?watch=true",
+                "watch",
+                "default",
+                "pods",
+                "",
+                "",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods?watch=1",
+                "watch",
+                "default",
+                "pods",
+                "",
+                "",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods?watch=false",
+                "list",
+                "default",
+                "pods",
+                "",
+                "",
+            ),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/default/pods",
+                "watch",
+                "default",
+                "pods",
+                "",
+                "",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/p",
+                "get",
+                "default",
+                "pods",
+                "p",
+                "",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/default/pods/p/exec",
+                "create",
+                "default",
+                "pods",
+                "p",
+                "exec",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/default/pods/p",
+                "update",
+                "default",
+                "pods",
+                "p",
+                "",
+            ),
+            (
+                Method::PATCH,
+                "/api/v1/namespaces/default/pods/p",
+                "patch",
+                "default",
+                "pods",
+                "p",
+                "",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/default/pods/p",
+                "delete",
+                "default",
+                "pods",
+                "p",
+                "",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/default/pods",
+                "deletecollection",
+                "default",
+                "pods",
+                "",
+                "",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/x",
+                "get",
+                "x",
+                "namespaces",
+                "x",
+                "",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces",
+                "list",
+                "",
+                "namespaces",
+                "",
+                "",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/x/finalize",
+                "update",
+                "x",
+                "namespaces",
+                "x",
+                "finalize",
+            ),
             (
                 Method::GET,
                 "/apis/rbac.authorization.k8s.io/v1/clusterroles/admin",
@@ -234,7 +361,13 @@ mod tests {
             let a = r(m, p);
             assert!(a.resource_request, "{p}");
             assert_eq!(
-                (a.verb.as_str(), a.namespace.as_str(), a.resource.as_str(), a.name.as_str(), a.subresource.as_str()),
+                (
+                    a.verb.as_str(),
+                    a.namespace.as_str(),
+                    a.resource.as_str(),
+                    a.name.as_str(),
+                    a.subresource.as_str()
+                ),
                 (verb, ns, res, name, sub),
                 "{p}"
             );
@@ -243,7 +376,15 @@ mod tests {
 
     #[test]
     fn short_paths_are_non_resource() {
-        for p in ["/version", "/api", "/api/v1", "/apis", "/apis/rbac.authorization.k8s.io/v1", "/healthz", "/"] {
+        for p in [
+            "/version",
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/apis/rbac.authorization.k8s.io/v1",
+            "/healthz",
+            "/",
+        ] {
             let a = r(Method::GET, p);
             assert!(!a.resource_request, "{p}");
             assert_eq!(a.verb, "get");

@@ -31,14 +31,29 @@ pub(crate) enum NameRule {
 
 impl ResourceType {
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     pub fn verbs(&self) -> &'static [&'static str] {
         if self.plural == "namespaces" {
-            &["create", "delete", "get", "list", "patch", "update", "watch"]
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ]
         } else {
-            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
         }
     }
 }
@@ -183,12 +198,16 @@ pub(crate) static ALL: [&ResourceType; 10] = [
 
 /// The type served at `group`/`version`/`plural`.
 pub(crate) fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
-    ALL.iter().copied().find(|r| r.group == group && r.version == version && r.plural == plural)
+    ALL.iter()
+        .copied()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The type of an object by its `apiVersion` and `kind`.
 pub(crate) fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
-    ALL.iter().copied().find(|r| r.api_version() == api_version && r.kind == kind)
+    ALL.iter()
+        .copied()
+        .find(|r| r.api_version() == api_version && r.kind == kind)
 }
 
 /// Validates `name` for `rt`, returning upstream's message on failure.
@@ -212,7 +231,8 @@ fn label_ok(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -250,7 +270,10 @@ mod tests {
         assert!(validate_name(&CLUSTERROLES, "system:view").is_ok());
         assert!(validate_name(&CLUSTERROLES, "a/b").is_err());
         assert_eq!(lookup("", "v1", "pods"), Some(&PODS));
-        assert_eq!(by_kind("rbac.authorization.k8s.io/v1", "Role"), Some(&ROLES));
+        assert_eq!(
+            by_kind("rbac.authorization.k8s.io/v1", "Role"),
+            Some(&ROLES)
+        );
         assert_eq!(by_kind("v1", "Role"), None);
     }
 }

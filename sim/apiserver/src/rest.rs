@@ -38,15 +38,26 @@ pub(crate) fn ok_json(status: StatusCode, v: &Value) -> Response<BoxBody> {
 
 /// Parses a JSON or YAML body, honouring `Content-Type`.
 pub(crate) fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let v: Value = match media.as_str() {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?,
         "application/yaml" => serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
         _ => {
-            return Err(ApiError::unsupported_media_type("application/json, application/yaml"));
+            return Err(ApiError::unsupported_media_type(
+                "application/json, application/yaml",
+            ));
         }
     };
     if !v.is_object() {
@@ -79,11 +90,17 @@ fn filter_from(rt: &'static ResourceType, ns: &str, query: &Query) -> Result<Fil
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Filter { rt, namespace: (rt.namespaced && !ns.is_empty()).then(|| ns.to_string()), labels, fields })
+    Ok(Filter {
+        rt,
+        namespace: (rt.namespaced && !ns.is_empty()).then(|| ns.to_string()),
+        labels,
+        fields,
+    })
 }
 
 fn parse_rv(s: &str) -> Result<u64, ApiError> {
-    s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))
+    s.parse::<u64>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))
 }
 
 /// Serves a resource request that has already been authorized.
@@ -119,9 +136,15 @@ pub(crate) fn serve(
         ("list", false) => {
             let filter = filter_from(rt, ns, query)?;
             let store = shared.lock();
-            let items: Vec<Value> =
-                store.list(rt, filter.namespace.as_deref()).filter(|o| filter.matches(o)).cloned().collect();
-            Ok(ok_json(StatusCode::OK, &list_json(rt, store.resource_version(), items)))
+            let items: Vec<Value> = store
+                .list(rt, filter.namespace.as_deref())
+                .filter(|o| filter.matches(o))
+                .cloned()
+                .collect();
+            Ok(ok_json(
+                StatusCode::OK,
+                &list_json(rt, store.resource_version(), items),
+            ))
         }
         ("watch", _) => {
             let mut filter = filter_from(rt, ns, query)?;
@@ -132,8 +155,9 @@ pub(crate) fn serve(
             let initial_events = query
                 .get("sendInitialEvents")
                 .map(|v| {
-                    request_info::parse_bool(v)
-                        .ok_or_else(|| ApiError::bad_request(format!("invalid sendInitialEvents: {v:?}")))
+                    request_info::parse_bool(v).ok_or_else(|| {
+                        ApiError::bad_request(format!("invalid sendInitialEvents: {v:?}"))
+                    })
                 })
                 .transpose()?
                 .unwrap_or(false);
@@ -147,7 +171,9 @@ pub(crate) fn serve(
                 None | Some((_, Ok(0))) => watch::DEFAULT_TIMEOUT,
                 Some((_, Ok(secs))) => Duration::from_secs(secs),
                 Some((t, Err(_))) => {
-                    return Err(ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")));
+                    return Err(ApiError::bad_request(format!(
+                        "invalid timeoutSeconds: {t:?}"
+                    )));
                 }
             };
             Ok(watch::start(shared.clone(), filter, start, timeout))
@@ -161,23 +187,35 @@ pub(crate) fn serve(
         ("update", true) => {
             let obj = decode_body(headers, body)?;
             let (obj, created) = shared.mutate(|s| s.update(rt, ns, name, obj))?;
-            let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(ok_json(code, &obj))
         }
         ("patch", true) => {
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let ty =
-                PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(patch::ACCEPTED))?;
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let ty = PatchType::from_content_type(ct)
+                .ok_or_else(|| ApiError::unsupported_media_type(patch::ACCEPTED))?;
             let obj = shared.mutate(|s| {
                 let mut doc = s.get(rt, ns, name)?.clone();
-                patch::apply(ty, &mut doc, body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                patch::apply(ty, &mut doc, body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 let (obj, _) = s.update(rt, ns, name, doc)?;
                 Ok::<_, ApiError>(obj)
             })?;
             Ok(ok_json(StatusCode::OK, &obj))
         }
         ("delete", true) => {
-            let opts: Value = if body.is_empty() { Value::Null } else { decode_body(headers, body)? };
+            let opts: Value = if body.is_empty() {
+                Value::Null
+            } else {
+                decode_body(headers, body)?
+            };
             let deleted = shared.mutate(|s| {
                 let current = s.get(rt, ns, name)?;
                 check_preconditions(rt, name, current, &opts)?;
@@ -186,23 +224,36 @@ pub(crate) fn serve(
             if rt.returns_deleted_object {
                 Ok(ok_json(StatusCode::OK, &deleted))
             } else {
-                let uid = deleted.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                let uid = deleted
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 Ok(ok_json(StatusCode::OK, &success_delete(rt, name, uid)))
             }
         }
         // As upstream, collections are deleted per namespace only.
-        ("deletecollection", false) if rt != &resources::NAMESPACES && (!rt.namespaced || !ns.is_empty()) => {
+        ("deletecollection", false)
+            if rt != &resources::NAMESPACES && (!rt.namespaced || !ns.is_empty()) =>
+        {
             let filter = filter_from(rt, ns, query)?;
             let (rv, items) = shared.mutate(|s| {
                 let names: Vec<(String, String)> = s
                     .list(rt, filter.namespace.as_deref())
                     .filter(|o| filter.matches(o))
                     .map(|o| {
-                        let m = |f: &str| o.pointer(f).and_then(Value::as_str).unwrap_or("").to_string();
+                        let m = |f: &str| {
+                            o.pointer(f)
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string()
+                        };
                         (m("/metadata/namespace"), m("/metadata/name"))
                     })
                     .collect();
-                let items: Vec<Value> = names.iter().filter_map(|(n, o)| s.delete(rt, n, o).ok()).collect();
+                let items: Vec<Value> = names
+                    .iter()
+                    .filter_map(|(n, o)| s.delete(rt, n, o).ok())
+                    .collect();
                 (s.resource_version(), items)
             });
             Ok(ok_json(StatusCode::OK, &list_json(rt, rv, items)))
@@ -211,7 +262,12 @@ pub(crate) fn serve(
     }
 }
 
-fn check_preconditions(rt: &ResourceType, name: &str, current: &Value, opts: &Value) -> Result<(), ApiError> {
+fn check_preconditions(
+    rt: &ResourceType,
+    name: &str,
+    current: &Value,
+    opts: &Value,
+) -> Result<(), ApiError> {
     let Some(pre) = opts.get("preconditions") else {
         return Ok(());
     };
@@ -219,12 +275,17 @@ fn check_preconditions(rt: &ResourceType, name: &str, current: &Value, opts: &Va
         let Some(want) = pre.get(field).and_then(Value::as_str) else {
             continue;
         };
-        let have = current.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or("");
+        let have = current
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if want != have {
             return Err(ApiError::conflict_because(
                 rt,
                 name,
-                &format!("Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"),
+                &format!(
+                    "Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"
+                ),
             ));
         }
     }

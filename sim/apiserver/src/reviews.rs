@@ -99,7 +99,12 @@ struct ReviewBody {
 }
 
 /// Answers a review for the (effective) `user`; `body` is already decoded.
-pub(crate) fn serve(review: Review, store: &Store, user: &UserInfo, body: &Value) -> Result<Value, ApiError> {
+pub(crate) fn serve(
+    review: Review,
+    store: &Store,
+    user: &UserInfo,
+    body: &Value,
+) -> Result<Value, ApiError> {
     let kind = review.kind();
     let api_version = format!("{}/v1", review.group());
     if review == Review::SelfSubject {
@@ -114,7 +119,14 @@ pub(crate) fn serve(review: Review, store: &Store, user: &UserInfo, body: &Value
         .map_err(|e| ApiError::bad_request(format!("error decoding {kind}: {e}")))?;
     let spec = parsed.spec.unwrap_or_default();
     let invalid = |field: &str, detail: &str| {
-        ApiError::invalid(kind, review.group(), "", field, "FieldValueInvalid", detail.to_string())
+        ApiError::invalid(
+            kind,
+            review.group(),
+            "",
+            field,
+            "FieldValueInvalid",
+            detail.to_string(),
+        )
     };
     let attrs = match (&spec.resource_attributes, &spec.non_resource_attributes) {
         (Some(r), None) => RequestAttributes {
@@ -128,7 +140,11 @@ pub(crate) fn serve(review: Review, store: &Store, user: &UserInfo, body: &Value
             name: r.name.clone(),
             ..Default::default()
         },
-        (None, Some(n)) => RequestAttributes { verb: n.verb.clone(), path: n.path.clone(), ..Default::default() },
+        (None, Some(n)) => RequestAttributes {
+            verb: n.verb.clone(),
+            path: n.path.clone(),
+            ..Default::default()
+        },
         _ => {
             return Err(invalid(
                 "spec.resourceAttributes",
@@ -139,7 +155,10 @@ pub(crate) fn serve(review: Review, store: &Store, user: &UserInfo, body: &Value
     let subject = if review == Review::SubjectAccess {
         let groups = spec.groups.clone().unwrap_or_default();
         if spec.user.is_empty() && groups.is_empty() {
-            return Err(invalid("spec.user", "Invalid value: \"\": at least one of user or group must be specified"));
+            return Err(invalid(
+                "spec.user",
+                "Invalid value: \"\": at least one of user or group must be specified",
+            ));
         }
         UserInfo {
             username: spec.user.clone(),

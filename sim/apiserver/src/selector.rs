@@ -59,21 +59,32 @@ fn split_top(s: &str) -> Vec<&str> {
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 316
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn key(k: &str) -> Result<String, SelectorError> {
     let k = k.trim();
-    if valid_key(k) { Ok(k.to_string()) } else { Err(SelectorError::Label(format!("invalid label key {k:?}"))) }
+    if valid_key(k) {
+        Ok(k.to_string())
+    } else {
+        Err(SelectorError::Label(format!("invalid label key {k:?}")))
+    }
 }
 
 fn value(v: &str) -> Result<String, SelectorError> {
     let v = v.trim();
-    if valid_value(v) { Ok(v.to_string()) } else { Err(SelectorError::Label(format!("invalid label value {v:?}"))) }
+    if valid_value(v) {
+        Ok(v.to_string())
+    } else {
+        Err(SelectorError::Label(format!("invalid label value {v:?}")))
+    }
 }
 
 fn set_values(rest: &str) -> Result<Vec<String>, SelectorError> {
@@ -131,8 +142,14 @@ impl LabelSelector {
             #[serde(default)]
             match_expressions: Option<Vec<Expr>>,
         }
-        let api: Api = serde_json::from_value(v.clone()).map_err(|e| SelectorError::Label(e.to_string()))?;
-        let mut reqs: Vec<Req> = api.match_labels.unwrap_or_default().into_iter().map(|(k, v)| Req::Eq(k, v)).collect();
+        let api: Api =
+            serde_json::from_value(v.clone()).map_err(|e| SelectorError::Label(e.to_string()))?;
+        let mut reqs: Vec<Req> = api
+            .match_labels
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| Req::Eq(k, v))
+            .collect();
         for e in api.match_expressions.unwrap_or_default() {
             let vals = e.values.unwrap_or_default();
             reqs.push(match e.operator.as_str() {
@@ -141,7 +158,9 @@ impl LabelSelector {
                 "Exists" => Req::Exists(e.key),
                 "DoesNotExist" => Req::NotExists(e.key),
                 op => {
-                    return Err(SelectorError::Label(format!("{op:?} is not a valid label selector operator")));
+                    return Err(SelectorError::Label(format!(
+                        "{op:?} is not a valid label selector operator"
+                    )));
                 }
             });
         }
@@ -169,7 +188,11 @@ impl LabelSelector {
 pub(crate) fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     obj.pointer("/metadata/labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -188,7 +211,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = term.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(SelectorError::Field(format!("invalid selector: '{term}'; can't understand '{term}'")));
+                return Err(SelectorError::Field(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                )));
             };
             let field = field.trim();
             if field != "metadata.name" && field != "metadata.namespace" {
@@ -201,7 +226,11 @@ impl FieldSelector {
 
     pub fn matches_object(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, eq, val)| {
-            let ptr = if field == "metadata.name" { "/metadata/name" } else { "/metadata/namespace" };
+            let ptr = if field == "metadata.name" {
+                "/metadata/name"
+            } else {
+                "/metadata/namespace"
+            };
             let actual = obj.pointer(ptr).and_then(Value::as_str).unwrap_or("");
             (actual == val) == *eq
         })
@@ -234,7 +263,11 @@ mod tests {
             ("missing notin (x)", true),
         ];
         for (s, want) in cases {
-            assert_eq!(LabelSelector::parse(s).unwrap().matches_object(&obj), want, "{s}");
+            assert_eq!(
+                LabelSelector::parse(s).unwrap().matches_object(&obj),
+                want,
+                "{s}"
+            );
         }
         for bad in ["=x", "a=b=c", "a in x", "a=(", "!"] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
@@ -244,10 +277,25 @@ mod tests {
     #[test]
     fn field_selectors() {
         let obj = json!({"metadata": {"name": "a", "namespace": "n"}});
-        assert!(FieldSelector::parse("metadata.name=a").unwrap().matches_object(&obj));
-        assert!(!FieldSelector::parse("metadata.name!=a").unwrap().matches_object(&obj));
-        assert!(FieldSelector::parse("metadata.namespace==n,metadata.name=a").unwrap().matches_object(&obj));
-        assert_eq!(FieldSelector::parse("status.phase=Running"), Err(SelectorError::FieldLabel("status.phase".into())));
+        assert!(
+            FieldSelector::parse("metadata.name=a")
+                .unwrap()
+                .matches_object(&obj)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=a")
+                .unwrap()
+                .matches_object(&obj)
+        );
+        assert!(
+            FieldSelector::parse("metadata.namespace==n,metadata.name=a")
+                .unwrap()
+                .matches_object(&obj)
+        );
+        assert_eq!(
+            FieldSelector::parse("status.phase=Running"),
+            Err(SelectorError::FieldLabel("status.phase".into()))
+        );
     }
 
     #[test]

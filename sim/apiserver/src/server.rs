@@ -153,7 +153,9 @@ impl ApiServerBuilder {
     pub fn build(self) -> Result<ApiServer, LoadError> {
         let mut store = Store::new(self.aggregation, self.history);
         for (rt, obj) in bootstrap::objects() {
-            store.create(rt, "", obj).map_err(|e| LoadError::Rejected(ApiError::from(e).message))?;
+            store
+                .create(rt, "", obj)
+                .map_err(|e| LoadError::Rejected(ApiError::from(e).message))?;
         }
         let rv = store.resource_version();
         let server = ApiServer {
@@ -177,9 +179,15 @@ impl ApiServerBuilder {
 }
 
 fn classify(obj: &Value) -> Result<(&'static resources::ResourceType, String), LoadError> {
-    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let (api_version, kind) = (s("/apiVersion"), s("/kind"));
-    let rt = resources::by_kind(&api_version, &kind).ok_or(LoadError::UnsupportedKind { api_version, kind })?;
+    let rt = resources::by_kind(&api_version, &kind)
+        .ok_or(LoadError::UnsupportedKind { api_version, kind })?;
     let mut ns = s("/metadata/namespace");
     if rt.namespaced && ns.is_empty() {
         ns = "default".into();
@@ -195,7 +203,9 @@ where
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(MAX_BODY)),
-        Err(e) => Err(ApiError::bad_request(format!("unable to read request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "unable to read request body: {e}"
+        ))),
     }
 }
 
@@ -225,7 +235,9 @@ impl ApiServer {
             return Err(LoadError::NotAnObject);
         }
         let (rt, ns) = classify(&obj)?;
-        self.shared.mutate(|s| s.create(rt, &ns, obj)).map_err(|e| LoadError::Rejected(ApiError::from(e).message))
+        self.shared
+            .mutate(|s| s.create(rt, &ns, obj))
+            .map_err(|e| LoadError::Rejected(ApiError::from(e).message))
     }
 
     /// Applies multi-document YAML (also `kind: List`): each object is
@@ -238,7 +250,12 @@ impl ApiServer {
             match v {
                 Value::Null => {}
                 Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
-                    docs.extend(m.get("items").and_then(Value::as_array).cloned().unwrap_or_default());
+                    docs.extend(
+                        m.get("items")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
                 }
                 v => docs.push(v),
             }
@@ -249,7 +266,11 @@ impl ApiServer {
                 return Err(LoadError::NotAnObject);
             }
             let (rt, ns) = classify(&obj)?;
-            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let stored = self
                 .shared
                 .mutate(|s| {
@@ -271,7 +292,11 @@ impl ApiServer {
 
     /// Every request seen so far, in completion order.
     pub fn audit(&self) -> Vec<AuditEvent> {
-        self.shared.audit.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .audit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Serves one request in process. Never panics on input: every failure
@@ -314,7 +339,11 @@ impl ApiServer {
             decision = ?ev.decision,
             "kube-apiserver request"
         );
-        self.shared.audit.lock().unwrap_or_else(|e| e.into_inner()).push(ev);
+        self.shared
+            .audit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ev);
         resp
     }
 
@@ -331,7 +360,8 @@ impl ApiServer {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let shared = &self.shared;
-        let user = authn::authenticate(&shared.tokens, &parts.headers).map_err(|_| ApiError::unauthorized())?;
+        let user = authn::authenticate(&shared.tokens, &parts.headers)
+            .map_err(|_| ApiError::unauthorized())?;
         ev.user = Some(user.clone());
 
         ev.decision = AuditDecision::ImpersonationRejected;
@@ -400,6 +430,10 @@ impl ApiServer {
 /// The 403 Status for a denied request, with the authorizer's reason.
 fn forbidden(username: &str, a: &RequestAttributes, reason: &str) -> ApiError {
     let msg = rbac::forbidden_message(username, a);
-    let err = if reason.is_empty() { msg } else { format!("{msg}: {reason}") };
+    let err = if reason.is_empty() {
+        msg
+    } else {
+        format!("{msg}: {reason}")
+    };
     ApiError::forbidden(&a.resource, &a.api_group, &a.name, &err)
 }

@@ -47,7 +47,11 @@ pub(crate) struct ApiError {
 
 /// `schema.GroupResource.String()`: `resource` or `resource.group`.
 pub(crate) fn qualified(resource: &str, group: &str) -> String {
-    if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 fn details(resource: &str, group: &str, name: &str) -> Option<Box<Details>> {
@@ -62,7 +66,12 @@ fn details(resource: &str, group: &str, name: &str) -> Option<Box<Details>> {
 impl ApiError {
     /// 401 as written by the authentication filter.
     pub fn unauthorized() -> Self {
-        Self { code: 401, reason: "Unauthorized", message: "Unauthorized".into(), details: None }
+        Self {
+            code: 401,
+            reason: "Unauthorized",
+            message: "Unauthorized".into(),
+            details: None,
+        }
     }
 
     /// `apierrors.NewForbidden`.
@@ -72,9 +81,17 @@ impl ApiError {
         } else if name.is_empty() {
             format!("{} is forbidden: {err}", qualified(resource, group))
         } else {
-            format!("{} {name:?} is forbidden: {err}", qualified(resource, group))
+            format!(
+                "{} {name:?} is forbidden: {err}",
+                qualified(resource, group)
+            )
         };
-        Self { code: 403, reason: "Forbidden", message, details: details(resource, group, name) }
+        Self {
+            code: 403,
+            reason: "Forbidden",
+            message,
+            details: details(resource, group, name),
+        }
     }
 
     /// `apierrors.NewNotFound`.
@@ -126,20 +143,39 @@ impl ApiError {
 
     /// `apierrors.NewBadRequest`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { code: 400, reason: "BadRequest", message: message.into(), details: None }
+        Self {
+            code: 400,
+            reason: "BadRequest",
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// `apierrors.NewInvalid`: `Kind.group "name" is invalid: field: detail`.
-    pub fn invalid(kind: &str, group: &str, name: &str, field: &str, reason: &'static str, detail: String) -> Self {
+    pub fn invalid(
+        kind: &str,
+        group: &str,
+        name: &str,
+        field: &str,
+        reason: &'static str,
+        detail: String,
+    ) -> Self {
         Self {
             code: 422,
             reason: "Invalid",
-            message: format!("{} {name:?} is invalid: {field}: {detail}", qualified(kind, group)),
+            message: format!(
+                "{} {name:?} is invalid: {field}: {detail}",
+                qualified(kind, group)
+            ),
             details: Some(Box::new(Details {
                 name: name.to_string(),
                 group: group.to_string(),
                 kind: kind.to_string(),
-                causes: vec![Cause { reason, message: detail, field: field.to_string() }],
+                causes: vec![Cause {
+                    reason,
+                    message: detail,
+                    field: field.to_string(),
+                }],
                 ..Details::default()
             })),
         }
@@ -150,7 +186,10 @@ impl ApiError {
         Self {
             code: 409,
             reason: "Conflict",
-            message: format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(rt.plural, rt.group)),
+            message: format!(
+                "Operation cannot be fulfilled on {} {name:?}: {why}",
+                qualified(rt.plural, rt.group)
+            ),
             details: details(rt.plural, rt.group, name),
         }
     }
@@ -189,7 +228,12 @@ impl ApiError {
 
     /// `apierrors.NewResourceExpired`, used in watch `ERROR` events.
     pub fn expired(message: String) -> Self {
-        Self { code: 410, reason: "Expired", message, details: None }
+        Self {
+            code: 410,
+            reason: "Expired",
+            message,
+            details: None,
+        }
     }
 
     /// The `Status` object as JSON.
@@ -206,7 +250,10 @@ impl ApiError {
     /// A complete HTTP response carrying this status.
     pub fn into_response(self) -> Response<BoxBody> {
         let body = serde_json::to_vec(&StatusBody::failure(&self)).unwrap_or_default();
-        json_response(StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
+        json_response(
+            StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        )
     }
 }
 
@@ -278,8 +325,14 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response<BoxBo
     let mut resp = Response::new(full(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache, private"),
+    );
     resp
 }
 
@@ -300,10 +353,16 @@ mod tests {
             r#"{"apiVersion":"v1","code":403,"details":{"kind":"pods"},"kind":"Status","message":"pods is forbidden: User \"x\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"","metadata":{},"reason":"Forbidden","status":"Failure"}"#
         );
         let e = ApiError::forbidden("", "", "", r#"User "x" cannot get path "/version""#);
-        assert_eq!(e.message, r#"forbidden: User "x" cannot get path "/version""#);
+        assert_eq!(
+            e.message,
+            r#"forbidden: User "x" cannot get path "/version""#
+        );
         assert_eq!(e.details, Some(Box::default()));
         let e = ApiError::forbidden("roles", "rbac.authorization.k8s.io", "r", "E");
-        assert_eq!(e.message, r#"roles.rbac.authorization.k8s.io "r" is forbidden: E"#);
+        assert_eq!(
+            e.message,
+            r#"roles.rbac.authorization.k8s.io "r" is forbidden: E"#
+        );
     }
 
     #[test]

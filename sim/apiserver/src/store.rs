@@ -72,7 +72,13 @@ pub(crate) enum StoreError {
     #[error("conflict on {plural} {name:?}", plural = .0.plural, name = .1)]
     Conflict(&'static ResourceType, String),
     #[error("{kind} {name:?} is invalid: {field}: {detail}", kind = .rt.kind)]
-    Invalid { rt: &'static ResourceType, name: String, field: &'static str, reason: &'static str, detail: String },
+    Invalid {
+        rt: &'static ResourceType,
+        name: String,
+        field: &'static str,
+        reason: &'static str,
+        detail: String,
+    },
     #[error("{0}")]
     BadRequest(String),
 }
@@ -84,9 +90,13 @@ impl From<StoreError> for ApiError {
             StoreError::NamespaceNotFound(ns) => ApiError::not_found("namespaces", "", &ns),
             StoreError::AlreadyExists(rt, name) => ApiError::already_exists(rt, &name),
             StoreError::Conflict(rt, name) => ApiError::conflict(rt, &name),
-            StoreError::Invalid { rt, name, field, reason, detail } => {
-                ApiError::invalid(rt.kind, rt.group, &name, field, reason, detail)
-            }
+            StoreError::Invalid {
+                rt,
+                name,
+                field,
+                reason,
+                detail,
+            } => ApiError::invalid(rt.kind, rt.group, &name, field, reason, detail),
             StoreError::BadRequest(m) => ApiError::bad_request(m),
         }
     }
@@ -109,16 +119,22 @@ pub(crate) struct Store {
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// The `metadata` map of `obj`, created if missing.
 fn meta_mut(obj: &mut Map<String, Value>) -> Result<&mut Map<String, Value>, StoreError> {
-    let m = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let m = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if m.is_null() {
         *m = Value::Object(Map::new());
     }
-    m.as_object_mut().ok_or_else(|| StoreError::BadRequest("metadata must be an object".into()))
+    m.as_object_mut()
+        .ok_or_else(|| StoreError::BadRequest("metadata must be an object".into()))
 }
 
 /// RFC 3339 UTC time for `secs` since the Unix epoch.
@@ -134,7 +150,12 @@ pub(crate) fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 impl Store {
@@ -167,8 +188,15 @@ impl Store {
         (rt.plural, ns.to_string(), name.to_string())
     }
 
-    pub fn get(&self, rt: &'static ResourceType, ns: &str, name: &str) -> Result<&Value, StoreError> {
-        self.objects.get(&Self::key(rt, ns, name)).ok_or_else(|| StoreError::NotFound(rt, name.to_string()))
+    pub fn get(
+        &self,
+        rt: &'static ResourceType,
+        ns: &str,
+        name: &str,
+    ) -> Result<&Value, StoreError> {
+        self.objects
+            .get(&Self::key(rt, ns, name))
+            .ok_or_else(|| StoreError::NotFound(rt, name.to_string()))
     }
 
     /// Objects of `rt`, in `namespace` if given, ordered by namespace/name.
@@ -184,8 +212,20 @@ impl Store {
             .map(|(_, v)| v)
     }
 
-    fn record(&mut self, rt: &'static ResourceType, kind: EventKind, object: Value, prev: Option<Value>) {
-        self.events.push_back(Event { rv: self.rv, rt, kind, object, prev });
+    fn record(
+        &mut self,
+        rt: &'static ResourceType,
+        kind: EventKind,
+        object: Value,
+        prev: Option<Value>,
+    ) {
+        self.events.push_back(Event {
+            rv: self.rv,
+            rt,
+            kind,
+            object,
+            prev,
+        });
         while self.events.len() > self.history {
             if let Some(e) = self.events.pop_front() {
                 self.evicted_through = e.rv;
@@ -214,12 +254,21 @@ impl Store {
     }
 
     /// Checks `kind`/`apiVersion`, fills them in, and checks the namespace.
-    fn normalize(rt: &'static ResourceType, ns: &str, obj: Value) -> Result<Map<String, Value>, StoreError> {
+    fn normalize(
+        rt: &'static ResourceType,
+        ns: &str,
+        obj: Value,
+    ) -> Result<Map<String, Value>, StoreError> {
         let Value::Object(mut obj) = obj else {
-            return Err(StoreError::BadRequest("the body of the request must be a JSON object".into()));
+            return Err(StoreError::BadRequest(
+                "the body of the request must be a JSON object".into(),
+            ));
         };
         let api_version = rt.api_version();
-        if let Some(k) = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty())
+        if let Some(k) = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
             && k != rt.kind
         {
             return Err(StoreError::BadRequest(format!(
@@ -227,7 +276,10 @@ impl Store {
                 rt.kind
             )));
         }
-        if let Some(a) = obj.get("apiVersion").and_then(Value::as_str).filter(|a| !a.is_empty())
+        if let Some(a) = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
             && a != api_version
         {
             return Err(StoreError::BadRequest(format!(
@@ -252,23 +304,34 @@ impl Store {
     }
 
     /// Per-kind defaulting and validation shared by create and update.
-    fn prepare(rt: &'static ResourceType, name: &str, obj: &mut Map<String, Value>) -> Result<(), StoreError> {
+    fn prepare(
+        rt: &'static ResourceType,
+        name: &str,
+        obj: &mut Map<String, Value>,
+    ) -> Result<(), StoreError> {
         if rt == &SECRETS {
             if let Some(Value::Object(sd)) = obj.remove("stringData") {
-                let data = obj.entry("data").or_insert_with(|| Value::Object(Map::new()));
+                let data = obj
+                    .entry("data")
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if data.is_null() {
                     *data = Value::Object(Map::new());
                 }
                 if let Some(data) = data.as_object_mut() {
                     for (k, v) in sd {
                         let s = v.as_str().unwrap_or_default();
-                        data.insert(k, base64::engine::general_purpose::STANDARD.encode(s).into());
+                        data.insert(
+                            k,
+                            base64::engine::general_purpose::STANDARD.encode(s).into(),
+                        );
                     }
                 }
             }
             if let Some(data) = obj.get("data").and_then(Value::as_object) {
                 for (k, v) in data {
-                    let ok = v.as_str().is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+                    let ok = v.as_str().is_some_and(|s| {
+                        base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+                    });
                     if !ok {
                         return Err(StoreError::BadRequest(format!(
                             "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data[{k:?}]"
@@ -280,7 +343,9 @@ impl Store {
         }
         if rt == &NAMESPACES {
             let meta = meta_mut(obj)?;
-            let labels = meta.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Map::new()));
             if labels.is_null() {
                 *labels = Value::Object(Map::new());
             }
@@ -289,16 +354,32 @@ impl Store {
             }
         }
         rbac::validate_object(rt, &Value::Object(obj.clone())).map_err(|e| {
-            StoreError::BadRequest(format!("{} in version \"v1\" cannot be handled as a {}: {e}", rt.kind, rt.kind))
+            StoreError::BadRequest(format!(
+                "{} in version \"v1\" cannot be handled as a {}: {e}",
+                rt.kind, rt.kind
+            ))
         })
     }
 
     /// Creates an object (the registry's `Create`).
-    pub fn create(&mut self, rt: &'static ResourceType, ns: &str, obj: Value) -> Result<Value, StoreError> {
+    pub fn create(
+        &mut self,
+        rt: &'static ResourceType,
+        ns: &str,
+        obj: Value,
+    ) -> Result<Value, StoreError> {
         let mut obj = Self::normalize(rt, ns, obj)?;
         let meta = meta_mut(&mut obj)?;
-        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-        let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let generate = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() && !generate.is_empty() {
             name = self.generate_name(&generate);
         }
@@ -320,8 +401,14 @@ impl Store {
                 name,
             });
         }
-        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|r| !r.is_empty()) {
-            return Err(StoreError::BadRequest("resourceVersion should not be set on objects to be created".into()));
+        if meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|r| !r.is_empty())
+        {
+            return Err(StoreError::BadRequest(
+                "resourceVersion should not be set on objects to be created".into(),
+            ));
         }
         meta.insert("name".into(), name.clone().into());
         if rt.namespaced && !self.objects.contains_key(&Self::key(&NAMESPACES, "", ns)) {
@@ -386,7 +473,9 @@ impl Store {
         let body_rv = meta_str(&Value::Object(obj.clone()), "resourceVersion").to_string();
         if !body_rv.is_empty() {
             if body_rv.parse::<u64>().is_err() {
-                return Err(StoreError::BadRequest(format!("invalid resource version: {body_rv:?}")));
+                return Err(StoreError::BadRequest(format!(
+                    "invalid resource version: {body_rv:?}"
+                )));
             }
             if body_rv != current_rv {
                 return Err(StoreError::Conflict(rt, name.to_string()));
@@ -406,7 +495,10 @@ impl Store {
                 obj.insert("status".into(), s.clone());
             }
             if rt == &NAMESPACES && !obj.contains_key("spec") {
-                obj.insert("spec".into(), existing.get("spec").cloned().unwrap_or(Value::Null));
+                obj.insert(
+                    "spec".into(),
+                    existing.get("spec").cloned().unwrap_or(Value::Null),
+                );
             }
         }
         let mut obj = Value::Object(obj);
@@ -427,13 +519,23 @@ impl Store {
     }
 
     /// Deletes an object; deleting a namespace deletes its contents first.
-    pub fn delete(&mut self, rt: &'static ResourceType, ns: &str, name: &str) -> Result<Value, StoreError> {
+    pub fn delete(
+        &mut self,
+        rt: &'static ResourceType,
+        ns: &str,
+        name: &str,
+    ) -> Result<Value, StoreError> {
         let key = Self::key(rt, ns, name);
         if !self.objects.contains_key(&key) {
             return Err(StoreError::NotFound(rt, name.to_string()));
         }
         if rt == &NAMESPACES {
-            let inner: Vec<Key> = self.objects.keys().filter(|(_, kns, _)| kns == name).cloned().collect();
+            let inner: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|(_, kns, _)| kns == name)
+                .cloned()
+                .collect();
             for (plural, kns, kname) in inner {
                 if let Some(irt) = resources::ALL.iter().copied().find(|r| r.plural == plural) {
                     self.remove(irt, &(plural, kns, kname));
@@ -507,7 +609,8 @@ mod tests {
 
     fn store() -> Store {
         let mut s = Store::new(AggregationMode::Kind, 4);
-        s.create(&NAMESPACES, "", json!({"metadata": {"name": "default"}})).unwrap();
+        s.create(&NAMESPACES, "", json!({"metadata": {"name": "default"}}))
+            .unwrap();
         s
     }
 
@@ -515,15 +618,23 @@ mod tests {
     fn timestamps_are_rfc3339() {
         assert_eq!(rfc3339(EPOCH_SECS), "2025-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(EPOCH_SECS + 86_400 * 59 + 3661), "2025-03-01T01:01:01Z");
+        assert_eq!(
+            rfc3339(EPOCH_SECS + 86_400 * 59 + 3661),
+            "2025-03-01T01:01:01Z"
+        );
     }
 
     #[test]
     fn create_sets_server_fields_and_rejects_duplicates() {
         let mut s = store();
-        let cm = s.create(&CONFIGMAPS, "default", json!({"metadata": {"name": "c"}})).unwrap();
+        let cm = s
+            .create(&CONFIGMAPS, "default", json!({"metadata": {"name": "c"}}))
+            .unwrap();
         assert_eq!(cm["metadata"]["resourceVersion"], "2");
-        assert_eq!(cm["metadata"]["uid"], "6b617369-6d00-4000-8000-000000000002");
+        assert_eq!(
+            cm["metadata"]["uid"],
+            "6b617369-6d00-4000-8000-000000000002"
+        );
         assert_eq!(cm["kind"], "ConfigMap");
         assert_eq!(cm["metadata"]["namespace"], "default");
         assert_eq!(
@@ -534,16 +645,26 @@ mod tests {
             s.create(&CONFIGMAPS, "nope", json!({"metadata": {"name": "c"}})),
             Err(StoreError::NamespaceNotFound("nope".into()))
         );
-        let g = s.create(&CONFIGMAPS, "default", json!({"metadata": {"generateName": "x-"}})).unwrap();
+        let g = s
+            .create(
+                &CONFIGMAPS,
+                "default",
+                json!({"metadata": {"generateName": "x-"}}),
+            )
+            .unwrap();
         assert!(meta_str(&g, "name").starts_with("x-"));
     }
 
     #[test]
     fn update_checks_resource_version_and_skips_noops() {
         let mut s = store();
-        s.create(&CONFIGMAPS, "default", json!({"metadata": {"name": "c"}})).unwrap();
+        s.create(&CONFIGMAPS, "default", json!({"metadata": {"name": "c"}}))
+            .unwrap();
         let stale = json!({"metadata": {"name": "c", "resourceVersion": "1"}, "data": {"a": "b"}});
-        assert_eq!(s.update(&CONFIGMAPS, "default", "c", stale), Err(StoreError::Conflict(&CONFIGMAPS, "c".into())));
+        assert_eq!(
+            s.update(&CONFIGMAPS, "default", "c", stale),
+            Err(StoreError::Conflict(&CONFIGMAPS, "c".into()))
+        );
         let (u, created) = s
             .update(
                 &CONFIGMAPS,
@@ -554,8 +675,14 @@ mod tests {
             .unwrap();
         assert!(!created);
         assert_eq!(u["metadata"]["resourceVersion"], "3");
-        let (same, _) =
-            s.update(&CONFIGMAPS, "default", "c", json!({"metadata": {"name": "c"}, "data": {"a": "b"}})).unwrap();
+        let (same, _) = s
+            .update(
+                &CONFIGMAPS,
+                "default",
+                "c",
+                json!({"metadata": {"name": "c"}, "data": {"a": "b"}}),
+            )
+            .unwrap();
         assert_eq!(same["metadata"]["resourceVersion"], "3");
     }
 
@@ -563,7 +690,12 @@ mod tests {
     fn history_is_bounded() {
         let mut s = store();
         for i in 0..6 {
-            s.create(&CONFIGMAPS, "default", json!({"metadata": {"name": format!("c{i}")}})).unwrap();
+            s.create(
+                &CONFIGMAPS,
+                "default",
+                json!({"metadata": {"name": format!("c{i}")}}),
+            )
+            .unwrap();
         }
         assert_eq!(s.resource_version(), 7);
         assert!(s.events_after(2).is_err());
@@ -573,7 +705,8 @@ mod tests {
     #[test]
     fn namespace_delete_cascades() {
         let mut s = store();
-        s.create(&CONFIGMAPS, "default", json!({"metadata": {"name": "c"}})).unwrap();
+        s.create(&CONFIGMAPS, "default", json!({"metadata": {"name": "c"}}))
+            .unwrap();
         s.delete(&NAMESPACES, "", "default").unwrap();
         assert_eq!(s.list(&CONFIGMAPS, None).count(), 0);
     }

@@ -84,7 +84,10 @@ impl KubeVersion {
     fn row(self) -> &'static VersionRow {
         // The table has one row per variant; fall back to the first row
         // rather than panic should that ever be violated.
-        VERSIONS.iter().find(|r| r.version == self).unwrap_or(&VERSIONS[0])
+        VERSIONS
+            .iter()
+            .find(|r| r.version == self)
+            .unwrap_or(&VERSIONS[0])
     }
 
     /// The full `gitVersion`, e.g. `v1.32.5`.
@@ -95,7 +98,12 @@ impl KubeVersion {
     /// The `/version` document.
     pub(crate) fn info(self) -> VersionInfo {
         let r = self.row();
-        let prev = r.minor.parse::<u32>().unwrap_or(1).saturating_sub(1).to_string();
+        let prev = r
+            .minor
+            .parse::<u32>()
+            .unwrap_or(1)
+            .saturating_sub(1)
+            .to_string();
         let emulation = |v: String| r.reports_emulation.then_some(v);
         VersionInfo {
             major: "1",

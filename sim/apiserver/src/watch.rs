@@ -51,10 +51,12 @@ pub(crate) struct Filter {
 
 impl Filter {
     pub fn matches(&self, obj: &Value) -> bool {
-        let ns_ok = self
-            .namespace
-            .as_deref()
-            .is_none_or(|want| obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("") == want);
+        let ns_ok = self.namespace.as_deref().is_none_or(|want| {
+            obj.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                == want
+        });
         ns_ok && self.labels.matches_object(obj) && self.fields.matches_object(obj)
     }
 
@@ -85,7 +87,10 @@ fn line(kind: &str, object: &str) -> Bytes {
 }
 
 fn object_line(kind: &str, object: &Value) -> Bytes {
-    line(kind, &serde_json::to_string(object).unwrap_or_else(|_| "null".into()))
+    line(
+        kind,
+        &serde_json::to_string(object).unwrap_or_else(|_| "null".into()),
+    )
 }
 
 /// Where a watch starts.
@@ -112,14 +117,21 @@ fn bookmark(rt: &ResourceType, rv: u64) -> Bytes {
 }
 
 /// Starts a watch.
-pub(crate) fn start(shared: Arc<Shared>, filter: Filter, start: Start, timeout: Duration) -> Response<BoxBody> {
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    filter: Filter,
+    start: Start,
+    timeout: Duration,
+) -> Response<BoxBody> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut changes = shared.subscribe();
     let (initial, cursor) = {
         let store = shared.lock();
         match start {
             Start::After(rv) => (Vec::new(), rv),
-            Start::Now { bookmark: with_bookmark } => {
+            Start::Now {
+                bookmark: with_bookmark,
+            } => {
                 let rv = store.resource_version();
                 let mut lines: Vec<Bytes> = store
                     .list(filter.rt, filter.namespace.as_deref())
@@ -158,7 +170,8 @@ pub(crate) fn start(shared: Arc<Shared>, filter: Filter, start: Start, timeout: 
             };
             match batch {
                 Err(oldest) => {
-                    let err = ApiError::expired(format!("too old resource version: {cursor} ({oldest})"));
+                    let err =
+                        ApiError::expired(format!("too old resource version: {cursor} ({oldest})"));
                     let _ = tx.send(line("ERROR", &err.to_json_string())).await;
                     return;
                 }
@@ -180,7 +193,13 @@ pub(crate) fn start(shared: Arc<Shared>, filter: Filter, start: Start, timeout: 
     let mut resp = Response::new(ChannelBody::new(rx).boxed());
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache, private"),
+    );
     resp
 }

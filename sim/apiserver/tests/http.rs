@@ -38,8 +38,11 @@ async fn start(version: KubeVersion) -> (ApiServer, SocketAddr) {
 }
 
 fn req(method: &str, path: &str, content_type: Option<&str>, body: &str) -> Request<Full<Bytes>> {
-    let mut b =
-        Request::builder().method(method).uri(path).header("host", "kube").header("authorization", "Bearer admin");
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "kube")
+        .header("authorization", "Bearer admin");
     if let Some(ct) = content_type {
         b = b.header("content-type", ct);
     }
@@ -48,7 +51,9 @@ fn req(method: &str, path: &str, content_type: Option<&str>, body: &str) -> Requ
 
 async fn send_h1(addr: SocketAddr, r: Request<Full<Bytes>>) -> Response<Incoming> {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     sender.send_request(r).await.unwrap()
 }
@@ -56,7 +61,10 @@ async fn send_h1(addr: SocketAddr, r: Request<Full<Bytes>>) -> Response<Incoming
 async fn json_of(resp: Response<Incoming>) -> (u16, Value) {
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -69,8 +77,11 @@ async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -
 
 #[tokio::test]
 async fn version_endpoint_per_modelled_version() {
-    for (v, git) in [(KubeVersion::V1_31, "v1.31.9"), (KubeVersion::V1_32, "v1.32.5"), (KubeVersion::V1_33, "v1.33.1")]
-    {
+    for (v, git) in [
+        (KubeVersion::V1_31, "v1.31.9"),
+        (KubeVersion::V1_32, "v1.32.5"),
+        (KubeVersion::V1_33, "v1.33.1"),
+    ] {
         let (_s, addr) = start(v).await;
         let (code, body) = call(addr, "GET", "/version", None).await;
         assert_eq!(code, 200);
@@ -87,17 +98,32 @@ async fn discovery_documents() {
     let (_, api) = call(addr, "GET", "/api", None).await;
     assert_eq!(api["kind"], "APIVersions");
     assert_eq!(api["versions"], json!(["v1"]));
-    assert_eq!(api["serverAddressByClientCIDRs"][0]["serverAddress"], "kube");
+    assert_eq!(
+        api["serverAddressByClientCIDRs"][0]["serverAddress"],
+        "kube"
+    );
     let (_, apis) = call(addr, "GET", "/apis", None).await;
     assert_eq!(apis["kind"], "APIGroupList");
-    let groups: Vec<&str> = apis["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-    assert!(groups.contains(&"rbac.authorization.k8s.io") && groups.contains(&"authentication.k8s.io"));
+    let groups: Vec<&str> = apis["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        groups.contains(&"rbac.authorization.k8s.io") && groups.contains(&"authentication.k8s.io")
+    );
     let (_, rbac) = call(addr, "GET", "/apis/rbac.authorization.k8s.io/v1", None).await;
     assert_eq!(rbac["kind"], "APIResourceList");
     assert_eq!(rbac["groupVersion"], "rbac.authorization.k8s.io/v1");
     assert_eq!(rbac["resources"].as_array().unwrap().len(), 4);
     let (_, core) = call(addr, "GET", "/api/v1", None).await;
-    let pods = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+    let pods = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods")
+        .unwrap();
     assert_eq!(pods["namespaced"], true);
     assert_eq!(pods["kind"], "Pod");
     let resp = send_h1(addr, req("GET", "/readyz", None, "")).await;
@@ -113,9 +139,15 @@ async fn object_lifecycle_and_errors() {
 
     let (code, created) = call(addr, "POST", base, Some(cm.clone())).await;
     assert_eq!(code, 201, "{created}");
-    let rv1 = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv1 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(created["metadata"]["uid"].as_str().unwrap().len() == 36);
-    assert_eq!(created["metadata"]["creationTimestamp"], "2025-01-01T00:00:00Z");
+    assert_eq!(
+        created["metadata"]["creationTimestamp"],
+        "2025-01-01T00:00:00Z"
+    );
 
     let (code, body) = call(addr, "POST", base, Some(cm.clone())).await;
     assert_eq!(code, 409);
@@ -123,7 +155,13 @@ async fn object_lifecycle_and_errors() {
     assert_eq!(body["message"], r#"configmaps "c" already exists"#);
     assert_eq!(body["details"], json!({"name": "c", "kind": "configmaps"}));
 
-    let (code, body) = call(addr, "POST", "/api/v1/namespaces/nope/configmaps", Some(cm.clone())).await;
+    let (code, body) = call(
+        addr,
+        "POST",
+        "/api/v1/namespaces/nope/configmaps",
+        Some(cm.clone()),
+    )
+    .await;
     assert_eq!(code, 404);
     assert_eq!(body["message"], r#"namespaces "nope" not found"#);
 
@@ -132,7 +170,10 @@ async fn object_lifecycle_and_errors() {
     next["data"]["k"] = json!("v2");
     let (code, updated) = call(addr, "PUT", &format!("{base}/c"), Some(next.clone())).await;
     assert_eq!(code, 200);
-    let rv2 = updated["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv2 = updated["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(rv2.parse::<u64>().unwrap() > rv1.parse::<u64>().unwrap());
     assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
     let (code, body) = call(addr, "PUT", &format!("{base}/c"), Some(next)).await;
@@ -145,32 +186,81 @@ async fn object_lifecycle_and_errors() {
 
     // Patches: merge, strategic (treated as merge), JSON patch; others 415.
     let patch = |ct: &'static str, body: &'static str| {
-        let r = req("PATCH", "/api/v1/namespaces/default/configmaps/c", Some(ct), body);
+        let r = req(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/c",
+            Some(ct),
+            body,
+        );
         async move { json_of(send_h1(addr, r).await).await }
     };
-    let (code, p) = patch("application/merge-patch+json", r#"{"data":{"k":null,"n":"1"}}"#).await;
+    let (code, p) = patch(
+        "application/merge-patch+json",
+        r#"{"data":{"k":null,"n":"1"}}"#,
+    )
+    .await;
     assert_eq!(code, 200);
     assert_eq!(p["data"], json!({"n": "1"}));
-    let (_, p) = patch("application/strategic-merge-patch+json", r#"{"metadata":{"labels":{"tier":"fe"}}}"#).await;
+    let (_, p) = patch(
+        "application/strategic-merge-patch+json",
+        r#"{"metadata":{"labels":{"tier":"fe"}}}"#,
+    )
+    .await;
     assert_eq!(p["metadata"]["labels"], json!({"app": "x", "tier": "fe"}));
-    let (_, p) = patch("application/json-patch+json", r#"[{"op":"replace","path":"/data/n","value":"2"}]"#).await;
+    let (_, p) = patch(
+        "application/json-patch+json",
+        r#"[{"op":"replace","path":"/data/n","value":"2"}]"#,
+    )
+    .await;
     assert_eq!(p["data"]["n"], "2");
     let (code, body) = patch("application/apply-patch+yaml", "{}").await;
-    assert_eq!((code, body["reason"].as_str()), (415, Some("UnsupportedMediaType")));
-    let (code, _) = patch("application/merge-patch+json", r#"{"metadata":{"resourceVersion":"1"}}"#).await;
-    assert_eq!(code, 409, "a patch carrying a stale resourceVersion conflicts");
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
+    let (code, _) = patch(
+        "application/merge-patch+json",
+        r#"{"metadata":{"resourceVersion":"1"}}"#,
+    )
+    .await;
+    assert_eq!(
+        code, 409,
+        "a patch carrying a stale resourceVersion conflicts"
+    );
 
     // Lists, with label selectors.
-    call(addr, "POST", base, Some(json!({"metadata": {"name": "d", "labels": {"app": "y"}}}))).await;
+    call(
+        addr,
+        "POST",
+        base,
+        Some(json!({"metadata": {"name": "d", "labels": {"app": "y"}}})),
+    )
+    .await;
     let (code, list) = call(addr, "GET", &format!("{base}?labelSelector=app%3Dx"), None).await;
     assert_eq!(code, 200);
     assert_eq!(list["kind"], "ConfigMapList");
     assert_eq!(list["apiVersion"], "v1");
-    assert!(list["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().is_ok());
-    let names: Vec<&str> =
-        list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    assert!(
+        list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["c"]);
-    let (_, list) = call(addr, "GET", &format!("{base}?labelSelector=app%21%3Dx"), None).await;
+    let (_, list) = call(
+        addr,
+        "GET",
+        &format!("{base}?labelSelector=app%21%3Dx"),
+        None,
+    )
+    .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["metadata"]["name"], "d");
 
@@ -184,26 +274,35 @@ async fn object_lifecycle_and_errors() {
 
     // Method not allowed and malformed bodies.
     let (code, body) = call(addr, "POST", &format!("{base}/d"), Some(json!({}))).await;
-    assert_eq!((code, body["reason"].as_str()), (405, Some("MethodNotAllowed")));
-    let (code, body) = json_of(send_h1(addr, req("POST", base, Some("application/json"), "{not json")).await).await;
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (405, Some("MethodNotAllowed"))
+    );
+    let (code, body) = json_of(
+        send_h1(
+            addr,
+            req("POST", base, Some("application/json"), "{not json"),
+        )
+        .await,
+    )
+    .await;
     assert_eq!((code, body["reason"].as_str()), (400, Some("BadRequest")));
-    let (code, body) = call(addr, "POST", base, Some(json!({"metadata": {"name": "Bad_Name"}}))).await;
+    let (code, body) = call(
+        addr,
+        "POST",
+        base,
+        Some(json!({"metadata": {"name": "Bad_Name"}})),
+    )
+    .await;
     assert_eq!((code, body["reason"].as_str()), (422, Some("Invalid")));
-    assert!(body["message"].as_str().unwrap().starts_with(
-        r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#
-    ));
+    assert!(body["message"].as_str().unwrap().starts_with(r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#));
 }
 
 #[tokio::test]
 async fn kind_specific_defaults() {
     let (_s, addr) = start(KubeVersion::V1_31).await;
-    let (code, pod) = call(
-        addr,
-        "POST",
-        "/api/v1/namespaces/default/pods",
-        Some(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})),
-    )
-    .await;
+    let (code, pod) = call(addr, "POST", "/api/v1/namespaces/default/pods",
+        Some(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))).await;
     assert_eq!(code, 201);
     assert_eq!(pod["status"]["phase"], "Pending");
     let (_, secret) = call(
@@ -215,14 +314,39 @@ async fn kind_specific_defaults() {
     .await;
     assert_eq!(secret["data"], json!({"a": "aGk="}));
     assert_eq!(secret["type"], "Opaque");
-    let (code, ns) = call(addr, "POST", "/api/v1/namespaces", Some(json!({"metadata": {"name": "team"}}))).await;
+    let (code, ns) = call(
+        addr,
+        "POST",
+        "/api/v1/namespaces",
+        Some(json!({"metadata": {"name": "team"}})),
+    )
+    .await;
     assert_eq!(code, 201);
     assert_eq!(ns["status"]["phase"], "Active");
-    assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team");
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "team"
+    );
     // Deleting the namespace deletes what is in it.
-    call(addr, "POST", "/api/v1/namespaces/team/configmaps", Some(json!({"metadata": {"name": "c"}}))).await;
-    assert_eq!(call(addr, "DELETE", "/api/v1/namespaces/team", None).await.0, 200);
-    assert_eq!(call(addr, "GET", "/api/v1/namespaces/team/configmaps/c", None).await.0, 404);
+    call(
+        addr,
+        "POST",
+        "/api/v1/namespaces/team/configmaps",
+        Some(json!({"metadata": {"name": "c"}})),
+    )
+    .await;
+    assert_eq!(
+        call(addr, "DELETE", "/api/v1/namespaces/team", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(addr, "GET", "/api/v1/namespaces/team/configmaps/c", None)
+            .await
+            .0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -235,8 +359,17 @@ async fn leases_for_leader_election() {
     assert_eq!(code, 201, "{created}");
     let mut renewed = created.clone();
     renewed["spec"]["holderIdentity"] = json!("b");
-    let (code, body) = call(addr, "PUT", &format!("{path}/agentk"), Some(renewed.clone())).await;
-    assert_eq!((code, body["spec"]["holderIdentity"].as_str()), (200, Some("b")));
+    let (code, body) = call(
+        addr,
+        "PUT",
+        &format!("{path}/agentk"),
+        Some(renewed.clone()),
+    )
+    .await;
+    assert_eq!(
+        (code, body["spec"]["holderIdentity"].as_str()),
+        (200, Some("b"))
+    );
     // A second candidate racing with the stale copy loses.
     let (code, body) = call(addr, "PUT", &format!("{path}/agentk"), Some(renewed)).await;
     assert_eq!(code, 409);
@@ -254,7 +387,9 @@ async fn http2_prior_knowledge() {
     let (_s, addr) = start(KubeVersion::V1_33).await;
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let mut r = req("GET", "http://kube/version", None, "");
     r.headers_mut().remove("host");
@@ -267,27 +402,39 @@ async fn http2_prior_knowledge() {
 #[tokio::test]
 async fn watch_streams_over_http1_chunks() {
     let (server, addr) = start(KubeVersion::V1_32).await;
-    let resp =
-        send_h1(addr, req("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1", None, "")).await;
+    let resp = send_h1(
+        addr,
+        req(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1",
+            None,
+            "",
+        ),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["transfer-encoding"], "chunked");
     let mut body = resp.into_body();
     server
-        .create_object(
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first", "namespace": "default"}}),
-        )
+        .create_object(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first", "namespace": "default"}}))
         .unwrap();
-    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap().unwrap().unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let event: Value = serde_json::from_slice(frame.data_ref().unwrap()).unwrap();
     assert_eq!(event["type"], "ADDED");
     assert_eq!(event["object"]["metadata"]["name"], "first");
     // The first event arrived before the second object even existed.
     server
-        .create_object(
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "second", "namespace": "default"}}),
-        )
+        .create_object(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "second", "namespace": "default"}}))
         .unwrap();
-    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap().unwrap().unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let event: Value = serde_json::from_slice(frame.data_ref().unwrap()).unwrap();
     assert_eq!(event["object"]["metadata"]["name"], "second");
 }

@@ -14,7 +14,11 @@ fn server() -> ApiServer {
     ApiServer::builder(KubeVersion::V1_31)
         .token(
             "admin",
-            UserInfo { username: "root".into(), groups: vec!["system:masters".into()], ..Default::default() },
+            UserInfo {
+                username: "root".into(),
+                groups: vec!["system:masters".into()],
+                ..Default::default()
+            },
         )
         .build()
         .unwrap()
@@ -24,7 +28,10 @@ fn server() -> ApiServer {
 async fn send(s: &ApiServer, req: Request<Full<Bytes>>) -> (u16, Option<Bytes>) {
     let resp = s.handle(req).await;
     let status = resp.status().as_u16();
-    let is_watch = s.audit().last().is_some_and(|e| e.attributes.verb == "watch");
+    let is_watch = s
+        .audit()
+        .last()
+        .is_some_and(|e| e.attributes.verb == "watch");
     if is_watch && status == 200 {
         return (status, None);
     }
@@ -40,7 +47,8 @@ fn assert_status_body(status: u16, body: &Option<Bytes>, what: &str) {
     assert!(status < 500, "{what}: got {status}");
     if status >= 400 {
         let body = body.as_ref().expect("error bodies are read");
-        let v: Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{what}: not JSON ({e})"));
+        let v: Value =
+            serde_json::from_slice(body).unwrap_or_else(|e| panic!("{what}: not JSON ({e})"));
         assert_eq!(v["kind"], "Status", "{what}");
         assert_eq!(v["code"], status, "{what}");
     }
@@ -49,8 +57,16 @@ fn assert_status_body(status: u16, body: &Option<Bytes>, what: &str) {
 /// Method, path, content type, body, expected status.
 type Case = (&'static str, String, Option<&'static str>, Vec<u8>, u16);
 
-fn build(method: &str, path: &str, ct: Option<&str>, body: Vec<u8>) -> Option<Request<Full<Bytes>>> {
-    let mut b = Request::builder().method(method).uri(path).header("authorization", "Bearer admin");
+fn build(
+    method: &str,
+    path: &str,
+    ct: Option<&str>,
+    body: Vec<u8>,
+) -> Option<Request<Full<Bytes>>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", "Bearer admin");
     if let Some(ct) = ct {
         b = b.header("content-type", ct);
     }
@@ -63,14 +79,62 @@ async fn garbage_table_is_answered_with_4xx() {
     let cm = "/api/v1/namespaces/default/configmaps";
     let big = vec![b'{'; 3 * 1024 * 1024 + 1];
     let cases: Vec<Case> = vec![
-        ("POST", cm.into(), Some("application/json"), b"".to_vec(), 400),
-        ("POST", cm.into(), Some("application/json"), b"null".to_vec(), 400),
-        ("POST", cm.into(), Some("application/json"), b"[]".to_vec(), 400),
-        ("POST", cm.into(), Some("application/json"), b"\"s\"".to_vec(), 400),
-        ("POST", cm.into(), Some("application/json"), b"\xff\xfe".to_vec(), 400),
-        ("POST", cm.into(), Some("application/json"), br#"{"metadata": 5}"#.to_vec(), 400),
-        ("POST", cm.into(), Some("application/json"), br#"{"metadata": {"name": 5}}"#.to_vec(), 422),
-        ("POST", cm.into(), Some("application/json"), br#"{"kind": "Pod", "metadata": {"name": "a"}}"#.to_vec(), 400),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            b"".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            b"null".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            b"[]".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            b"\"s\"".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            b"\xff\xfe".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            br#"{"metadata": 5}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            br#"{"metadata": {"name": 5}}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            br#"{"kind": "Pod", "metadata": {"name": "a"}}"#.to_vec(),
+            400,
+        ),
         (
             "POST",
             cm.into(),
@@ -92,14 +156,56 @@ async fn garbage_table_is_answered_with_4xx() {
             br#"{"metadata": {"name": "a", "resourceVersion": "5"}}"#.to_vec(),
             400,
         ),
-        ("POST", cm.into(), Some("application/json"), br#"{"metadata": {}}"#.to_vec(), 422),
+        (
+            "POST",
+            cm.into(),
+            Some("application/json"),
+            br#"{"metadata": {}}"#.to_vec(),
+            422,
+        ),
         ("POST", cm.into(), Some("application/json"), big, 413),
-        ("POST", cm.into(), Some("application/vnd.kubernetes.protobuf"), b"k8s\0".to_vec(), 415),
-        ("POST", cm.into(), Some("application/yaml"), b"a: [".to_vec(), 400),
-        ("PUT", format!("{cm}/x"), Some("application/json"), br#"{"metadata": {"name": "y"}}"#.to_vec(), 400),
-        ("PUT", format!("{cm}/x"), Some("application/json"), br#"{"metadata": {"name": "x"}}"#.to_vec(), 404),
-        ("PATCH", format!("{cm}/x"), Some("application/merge-patch+json"), b"{}".to_vec(), 404),
-        ("PATCH", format!("{cm}/x"), Some("text/plain"), b"{}".to_vec(), 415),
+        (
+            "POST",
+            cm.into(),
+            Some("application/vnd.kubernetes.protobuf"),
+            b"k8s\0".to_vec(),
+            415,
+        ),
+        (
+            "POST",
+            cm.into(),
+            Some("application/yaml"),
+            b"a: [".to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            format!("{cm}/x"),
+            Some("application/json"),
+            br#"{"metadata": {"name": "y"}}"#.to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            format!("{cm}/x"),
+            Some("application/json"),
+            br#"{"metadata": {"name": "x"}}"#.to_vec(),
+            404,
+        ),
+        (
+            "PATCH",
+            format!("{cm}/x"),
+            Some("application/merge-patch+json"),
+            b"{}".to_vec(),
+            404,
+        ),
+        (
+            "PATCH",
+            format!("{cm}/x"),
+            Some("text/plain"),
+            b"{}".to_vec(),
+            415,
+        ),
         ("DELETE", format!("{cm}/x"), None, vec![], 404),
         (
             "POST",
@@ -136,16 +242,58 @@ async fn garbage_table_is_answered_with_4xx() {
             br#"{"spec": 7}"#.to_vec(),
             400,
         ),
-        ("GET", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews".into(), None, vec![], 405),
-        ("GET", "/api/v1/namespaces/%zz/pods/%".into(), None, vec![], 404),
+        (
+            "GET",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews".into(),
+            None,
+            vec![],
+            405,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/%zz/pods/%".into(),
+            None,
+            vec![],
+            404,
+        ),
         ("GET", "/api/v1/watch".into(), None, vec![], 404),
-        ("GET", "/api/v1/namespaces/default/pods/p/log".into(), None, vec![], 404),
+        (
+            "GET",
+            "/api/v1/namespaces/default/pods/p/log".into(),
+            None,
+            vec![],
+            404,
+        ),
         ("GET", "/api/v2/pods".into(), None, vec![], 404),
         ("GET", "/apis/a/b/c/d/e/f/g".into(), None, vec![], 404),
-        ("GET", "/api/v1/namespaces/default/clusterroles".into(), None, vec![], 404),
-        ("POST", "/api/v1/pods".into(), Some("application/json"), b"{}".to_vec(), 405),
-        ("GET", format!("{cm}?labelSelector=%28%28"), None, vec![], 400),
-        ("GET", format!("{cm}?fieldSelector=status.phase%3DRunning"), None, vec![], 400),
+        (
+            "GET",
+            "/api/v1/namespaces/default/clusterroles".into(),
+            None,
+            vec![],
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/pods".into(),
+            Some("application/json"),
+            b"{}".to_vec(),
+            405,
+        ),
+        (
+            "GET",
+            format!("{cm}?labelSelector=%28%28"),
+            None,
+            vec![],
+            400,
+        ),
+        (
+            "GET",
+            format!("{cm}?fieldSelector=status.phase%3DRunning"),
+            None,
+            vec![],
+            400,
+        ),
         ("DELETE", "/api/v1/namespaces".into(), None, vec![], 405),
         ("DELETE", "/api/v1/configmaps".into(), None, vec![], 405),
         ("GET", "/api/v1/configmaps/x".into(), None, vec![], 404),
@@ -159,7 +307,8 @@ async fn garbage_table_is_answered_with_4xx() {
             status,
             want,
             "{what}: {:?}",
-            body.as_ref().map(|b| String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned())
+            body.as_ref()
+                .map(|b| String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned())
         );
         assert_status_body(status, &body, &what);
     }
@@ -169,12 +318,21 @@ async fn garbage_table_is_answered_with_4xx() {
 async fn garbage_headers_are_answered_with_4xx() {
     let s = server();
     let bad = http::HeaderValue::from_bytes(b"\xffuser").unwrap();
-    for name in ["impersonate-user", "impersonate-group", "impersonate-uid", "impersonate-extra-k"] {
+    for name in [
+        "impersonate-user",
+        "impersonate-group",
+        "impersonate-uid",
+        "impersonate-extra-k",
+    ] {
         let mut req = build("GET", "/version", None, vec![]).unwrap();
-        req.headers_mut().insert(name, http::HeaderValue::from_static("root"));
+        req.headers_mut()
+            .insert(name, http::HeaderValue::from_static("root"));
         req.headers_mut().append(name, bad.clone());
         if name != "impersonate-user" {
-            req.headers_mut().insert("impersonate-user", http::HeaderValue::from_static("someone"));
+            req.headers_mut().insert(
+                "impersonate-user",
+                http::HeaderValue::from_static("someone"),
+            );
         }
         let (status, body) = send(&s, req).await;
         assert_eq!(status, 400, "{name}");
@@ -235,17 +393,15 @@ fn path() -> impl Strategy<Value = String> {
         "?resourceVersion=zz&watch=true",
         "?watch=true&resourceVersion=0&timeoutSeconds=0",
     ]);
-    (prop::collection::vec(seg, 0..7), query).prop_map(|(segs, q)| format!("/{}{q}", segs.join("/")))
+    (prop::collection::vec(seg, 0..7), query)
+        .prop_map(|(segs, q)| format!("/{}{q}", segs.join("/")))
 }
 
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..64),
         Just(br#"{"metadata":{"name":"n"}}"#.to_vec()),
-        Just(
-            br#"{"metadata":{"name":"n"},"rules":[{"verbs":["*"]}],"roleRef":{"kind":"ClusterRole","name":"view"}}"#
-                .to_vec()
-        ),
+        Just(br#"{"metadata":{"name":"n"},"rules":[{"verbs":["*"]}],"roleRef":{"kind":"ClusterRole","name":"view"}}"#.to_vec()),
         Just(br#"[{"op":"add","path":"/metadata/labels","value":{}}]"#.to_vec()),
         Just(br#"{"spec":{"resourceAttributes":{"verb":"get"}}}"#.to_vec()),
     ]
