@@ -89,8 +89,8 @@ impl DriverConfig {
         };
         self.trace.record(&self.name, format_args!("req {id} {outcome}"));
         match self.spec.bug {
-            Some(DriverBug::LoseEvery { n }) if id % n == 0 => {}
-            Some(DriverBug::DuplicateEvery { n }) if id % n == 0 => {
+            Some(DriverBug::LoseEvery { n }) if id.is_multiple_of(n) => {}
+            Some(DriverBug::DuplicateEvery { n }) if id.is_multiple_of(n) => {
                 self.ledger.complete(id, self.time.now(), outcome.clone());
                 self.ledger.complete(id, self.time.now(), outcome);
             }

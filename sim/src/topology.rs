@@ -120,16 +120,10 @@ impl KasTopology {
 }
 
 /// One agent: a real agentk with its pool.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentTopology {
     pub pool: PoolTopology,
-}
-
-impl Default for AgentTopology {
-    fn default() -> Self {
-        Self { pool: PoolTopology::default() }
-    }
 }
 
 /// agentk's pool limits (upstream defaults).
