@@ -214,3 +214,50 @@ impl Checkers {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ConnInfo;
+    use crate::trace::SimTime;
+
+    const TOKEN: &str = "glagent-abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwx";
+
+    fn agent() -> AgentProbe {
+        AgentProbe { name: "agentk-0".into(), id: 1, slot: AgentSlot::default(), token: TOKEN.into() }
+    }
+
+    #[test]
+    fn a_token_in_any_trace_line_is_caught_without_repeating_it() {
+        let time = SimTime::default();
+        let trace = Trace::new(time.clone(), false);
+        let mut c = Checkers::new(Duration::from_millis(10));
+        trace.record("kas-0", "authorization: Bearer <redacted>");
+        c.token_leak(Duration::ZERO, &trace, &[agent()]).unwrap();
+        trace.record("kas-0", format_args!("authorization: Bearer {TOKEN}"));
+        let v = c.token_leak(Duration::ZERO, &trace, &[agent()]).unwrap_err();
+        assert_eq!((v.checker, v.hosts.as_slice()), ("token leak", ["agentk-0".to_owned()].as_slice()));
+        assert!(!v.to_string().contains(TOKEN), "{v}");
+        c.token_leak(Duration::ZERO, &trace, &[agent()]).unwrap();
+    }
+
+    #[test]
+    fn a_connection_past_its_bound_is_caught_and_unbounded_ones_are_not() {
+        let table = ConnTable::default();
+        let c = Checkers::new(Duration::from_millis(100));
+        let bounded = |host: &str, max| ConnInfo {
+            host: host.into(),
+            peer: "proxy".into(),
+            opened_at: Duration::from_secs(10),
+            max_life: max,
+        };
+        table.open(bounded("kas-0", Some(Duration::from_secs(90))));
+        table.open(bounded("kas-1", None));
+        let slack = Duration::from_millis(1200);
+        c.connection_age(Duration::from_secs(100) + slack, &table).unwrap();
+        let v = c.connection_age(Duration::from_secs(100) + slack + Duration::from_millis(1), &table).unwrap_err();
+        assert_eq!(v.hosts, vec!["kas-0", "proxy"]);
+        table.forget_host("kas-0");
+        c.connection_age(Duration::from_secs(10_000), &table).unwrap();
+    }
+}

@@ -3,8 +3,11 @@
 //!
 //! Converged means, for every agent: agentk's pool and the kas registries agree on the number of
 //! tunnel streams (no half-open leftovers on the kas side) and both sides have an idle tunnel. Then
-//! the first driver probes every agent once; every probe, and every other request issued after
-//! convergence, must succeed — all before `bound` has passed since the heal.
+//! the first driver probes every agent (agreement alone is not enough: right after a partition
+//! heals, agentk and kas may both still count tunnels on a connection that lost bytes for good, and
+//! only a call through it shows the loss). A round succeeds when every probe, and every other request
+//! issued since the round began, succeeded; a failed round is retried. A successful round must end
+//! before `bound` has passed since the heal.
 
 use std::time::Duration;
 
@@ -71,6 +74,10 @@ impl World {
     }
 
     /// Heals the world and requires convergence within `spec.bound`. Returns how long it took.
+    ///
+    /// A probe round that fails (a call swallowed by a connection neither side has declared dead
+    /// yet) is not the end: the world waits for agreement again and probes again, until a whole
+    /// round succeeds or the bound passes.
     pub fn liveness(&mut self, spec: &Liveness) -> Result<Duration, RunError> {
         let Some((driver, control)) = self.drivers.first().cloned() else {
             return Err(LivenessError::NoDriver.into());
@@ -78,45 +85,70 @@ impl World {
         self.heal();
         let healed = self.elapsed();
         let deadline = healed + spec.bound.0;
+        let mut last_failure = None;
         loop {
-            match self.converged() {
-                Ok(()) => break,
-                Err(mut e) => {
-                    if self.elapsed() >= deadline {
-                        if let LivenessError::NotConnected { bound, .. } = &mut e {
-                            *bound = spec.bound;
-                        }
-                        self.trace.record(WORLD, format_args!("liveness FAILED: {e}"));
-                        return Err(e.into());
+            if let Err(mut e) = self.converged() {
+                if self.elapsed() >= deadline {
+                    if let LivenessError::NotConnected { bound, .. } = &mut e {
+                        *bound = spec.bound;
                     }
+                    let e = last_failure.unwrap_or(e);
+                    self.trace.record(WORLD, format_args!("liveness FAILED: {e}"));
+                    return Err(e.into());
+                }
+                self.step()?;
+                continue;
+            }
+            let round = self.elapsed();
+            self.trace.record(
+                WORLD,
+                format_args!("liveness: views agree {} ms after heal; probing", (round - healed).as_millis()),
+            );
+            control.probe();
+            match self.probe_round(&driver, round, deadline, spec)? {
+                Ok(()) => {
+                    let took = self.elapsed() - healed;
+                    self.trace.record(
+                        WORLD,
+                        format_args!("liveness: every agent answered {} ms after heal", took.as_millis()),
+                    );
+                    return Ok(took);
+                }
+                Err(e) => {
+                    self.trace.record(WORLD, format_args!("liveness: {e}; probing again"));
+                    last_failure = Some(e);
                 }
             }
-            self.step()?;
         }
-        let converged = self.elapsed();
-        self.trace.record(
-            WORLD,
-            format_args!("liveness: converged {} ms after heal; probing", (converged - healed).as_millis()),
-        );
-        control.probe();
+    }
+
+    /// Steps until every probe of the round since `round` has an outcome. Inner `Err`: the round
+    /// failed (or the deadline passed with probes open).
+    fn probe_round(
+        &mut self,
+        driver: &str,
+        round: Duration,
+        deadline: Duration,
+        spec: &Liveness,
+    ) -> Result<Result<(), LivenessError>, RunError> {
         loop {
-            let since = self.ledger.issued_since(converged);
+            let since = self.ledger.issued_since(round);
             if let Some((id, r)) =
                 since.iter().find(|(_, r)| r.outcomes.first().is_some_and(|(_, o)| *o != Outcome::Ok))
             {
                 let outcome = r.outcomes.first().map(|(_, o)| o.to_string()).unwrap_or_default();
-                let e = LivenessError::RequestFailed { id: *id, kind: r.kind.to_string(), agent: r.agent, outcome };
-                self.trace.record(WORLD, format_args!("liveness FAILED: {e}"));
-                return Err(e.into());
+                return Ok(Err(LivenessError::RequestFailed {
+                    id: *id,
+                    kind: r.kind.to_string(),
+                    agent: r.agent,
+                    outcome,
+                }));
             }
             let probes: Vec<_> =
                 since.iter().filter(|(_, r)| r.kind == RequestKind::Probe && r.driver == driver).collect();
             let open: Vec<u64> = probes.iter().filter(|(_, r)| r.outcomes.is_empty()).map(|(id, _)| *id).collect();
             if probes.len() >= self.agents.len() && open.is_empty() {
-                let took = self.elapsed() - healed;
-                self.trace
-                    .record(WORLD, format_args!("liveness: every agent answered {} ms after heal", took.as_millis()));
-                return Ok(took);
+                return Ok(Ok(()));
             }
             if self.elapsed() >= deadline {
                 let e = LivenessError::ProbesOpen { bound: spec.bound, open };

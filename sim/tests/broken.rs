@@ -115,3 +115,37 @@ fn max_age_with_grace_rotates_invisibly() {
     let opened = run.world.trace().lines().iter().filter(|l| l.contains("kas-0") && l.contains("conn open")).count();
     assert!(opened >= 4, "agentk moved to a new connection at each rotation: {opened}");
 }
+
+/// A partition leaves kas holding half-open tunnels until its keepalive (50 s + 20 s) gives up: a
+/// liveness bound shorter than that must fail, the default bound must pass.
+fn partitioned(bound_secs: u64) -> Scenario {
+    use kasim_sim::fault::{Fault, Link};
+    use kasim_sim::liveness::Liveness;
+    use kasim_sim::schedule::Schedule;
+    let mut t = small(100);
+    t.drivers[0].interval = SimDuration::secs(5);
+    Scenario {
+        topology: t,
+        schedule: Schedule::new()
+            .at(std::time::Duration::from_secs(10), Fault::Partition(Link::new("agentk-0", "proxy"))),
+        duration: SimDuration::secs(20),
+        liveness: Some(Liveness { bound: SimDuration::secs(bound_secs) }),
+    }
+}
+
+#[test]
+fn liveness_bound_shorter_than_keepalive_fails_and_default_passes() {
+    let seed = Seed::from_env_or(3).unwrap();
+    let replay = "cargo test -p kasim-sim --test broken -- liveness_bound";
+    let short = scenario::run(&partitioned(5), seed, replay).unwrap();
+    match short.result {
+        // Either view may still believe in the dead connection, so the probe is what fails.
+        Err(RunError::Liveness(e)) => assert!(e.to_string().contains("5s after the heal"), "{e}"),
+        Err(e) => panic!("expected a liveness failure, got {e}"),
+        Ok(r) => panic!("expected a liveness failure, passed: {r}"),
+    }
+    let default = scenario::run(&partitioned(180), seed, replay).unwrap();
+    if let Err(e) = &default.result {
+        panic!("{}", default.world.failure_report(e));
+    }
+}
