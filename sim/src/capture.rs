@@ -3,6 +3,9 @@
 //! turmoil enters a span `node{name=<host>}` around each host's slice of a step; the layer looks the
 //! host name up in the event's span scope. The subscriber is installed as the thread's default for
 //! the world's lifetime, so parallel tests (one world per thread) do not see each other's events.
+//!
+//! Known gap: some library events (h2's frame logs) do not resolve to a `node` span and are
+//! attributed to `world`; they are still in execution order, so the trace stays deterministic.
 
 use std::fmt::{self, Write as _};
 
