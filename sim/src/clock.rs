@@ -21,3 +21,10 @@ impl Clock for SimClock {
         self.epoch_unix_millis + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX / 2)
     }
 }
+
+/// The GitLab stand-in verifies kas's JWTs on the same simulated time kas signs them with.
+impl kasim_gitlab::Clock for SimClock {
+    fn now_unix(&self) -> i64 {
+        self.unix_seconds()
+    }
+}
