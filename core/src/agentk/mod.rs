@@ -5,6 +5,7 @@ pub mod address;
 pub mod backoff;
 pub mod descriptor;
 pub mod pool;
+pub mod receptive;
 pub mod replay;
 pub mod services;
 pub mod tunnel;

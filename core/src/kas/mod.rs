@@ -5,6 +5,7 @@ pub mod config;
 pub mod gateway;
 pub mod gitlab;
 pub mod listener;
+pub mod receptive;
 pub mod router;
 pub mod server;
 pub mod tracker;

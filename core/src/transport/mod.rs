@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub mod memory;
+pub mod proxy;
 pub mod tcp;
 pub mod tls;
 
