@@ -251,6 +251,12 @@ pub fn sign_jwt(private_key: &[u8; 32], agent_id: AgentId, now: i64) -> String {
     )
 }
 
+/// The base64 public key agentk must be installed with for `private_key` (what GitLab returns as
+/// `public_key` when it creates the URL configuration).
+pub fn public_key_for(private_key: &[u8; 32]) -> String {
+    STANDARD.encode(SigningKey::from_bytes(private_key).verifying_key().to_bytes())
+}
+
 /// Signs arbitrary claims with EdDSA (tests use it to forge bad tokens).
 pub fn sign_claims(private_key: &[u8; 32], claims: &Claims) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#);
