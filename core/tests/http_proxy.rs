@@ -334,8 +334,16 @@ async fn agentk_binary_honours_https_proxy_with_ca_cert_file() {
 #[tokio::test]
 async fn agentk_binary_refuses_a_bad_proxy_url() {
     let cases = [
-        ("HTTPS_PROXY", "https://example.com/proxy", "HTTPS_PROXY=\"https://example.com/proxy\": proxy scheme https:// is not supported"),
-        ("https_proxy", "http://proxy:99999", "https_proxy=\"http://proxy:99999\": invalid proxy URL: invalid port \"99999\""),
+        (
+            "HTTPS_PROXY",
+            "https://example.com/proxy",
+            "HTTPS_PROXY=\"https://example.com/proxy\": proxy scheme https:// is not supported",
+        ),
+        (
+            "https_proxy",
+            "http://proxy:99999",
+            "https_proxy=\"http://proxy:99999\": invalid proxy URL: invalid port \"99999\"",
+        ),
     ];
     for (var, value, want) in cases {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentk"))

@@ -36,7 +36,13 @@ async fn a_receptive_agent_serves_forwarded_calls_like_a_tunnelled_one() {
     let w = World::new().await;
     let agent = w.agent("receptive");
     let cfg = w.make_receptive(agent, "grpc://agentk-1:8080").await;
-    let _a = w.receptive_agentk("agentk-1:8080", cfg["public_key"].as_str().unwrap(), Some(agent.0), "v18.6.0", testing_services());
+    let _a = w.receptive_agentk(
+        "agentk-1:8080",
+        cfg["public_key"].as_str().unwrap(),
+        Some(agent.0),
+        "v18.6.0",
+        testing_services(),
+    );
     eventually(POLL * 2, || w.receptive.connected().contains_key(&agent.0)).await;
     assert_eq!(w.receptive.connected()[&agent.0].version, "v18.6.0");
     assert_eq!(w.kas.registry().stats(agent.0).connected, 1, "counted like a connected agent");
@@ -64,10 +70,13 @@ async fn a_receptive_agent_serves_forwarded_calls_like_a_tunnelled_one() {
     assert_eq!(got, (0..5).map(|i| (format!("m{i}"), i64::from(i) + 1)).collect::<Vec<_>>());
 
     // Concurrent calls share the agent's connection.
-    let calls = (0..8).map(|i| {
-        let mut c = c.clone();
-        async move { c.request_response(Request { s1: format!("c{i}"), payload: vec![] }).await.unwrap().into_inner().s1 }
-    });
+    let calls =
+        (0..8).map(|i| {
+            let mut c = c.clone();
+            async move {
+                c.request_response(Request { s1: format!("c{i}"), payload: vec![] }).await.unwrap().into_inner().s1
+            }
+        });
     let got = futures_util::future::join_all(calls).await;
     assert_eq!(got, (0..8).map(|i| format!("c{i}")).collect::<Vec<_>>());
 }
@@ -78,7 +87,8 @@ async fn a_normal_and_a_receptive_agent_side_by_side() {
     let normal = w.agent("normal");
     let receptive = w.agent("receptive");
     let cfg = w.make_receptive(receptive, "grpc://agentk-r:8080").await;
-    let _r = w.receptive_agentk("agentk-r:8080", cfg["public_key"].as_str().unwrap(), None, "v18.6.0", testing_services());
+    let _r =
+        w.receptive_agentk("agentk-r:8080", cfg["public_key"].as_str().unwrap(), None, "v18.6.0", testing_services());
     let _n = w.normal_agentk(normal, testing_services());
     eventually(POLL * 2, || w.receptive.connected().contains_key(&receptive.0)).await;
     for i in 0..3 {
@@ -109,7 +119,13 @@ async fn each_jwt_failure_is_refused_with_its_reason() {
     let w = World::new().await;
     let agent = w.agent("receptive");
     let cfg = w.make_receptive(agent, "grpc://agentk-1:8080").await;
-    let _a = w.receptive_agentk("agentk-1:8080", cfg["public_key"].as_str().unwrap(), Some(agent.0), "v18.6.0", testing_services());
+    let _a = w.receptive_agentk(
+        "agentk-1:8080",
+        cfg["public_key"].as_str().unwrap(),
+        Some(agent.0),
+        "v18.6.0",
+        testing_services(),
+    );
     let key = private_key(&w, agent.0);
     let now = w.clock.unix_seconds();
     let claims = |aud: &str, iat: i64, agent_id: i64| Claims {
@@ -124,10 +140,22 @@ async fn each_jwt_failure_is_refused_with_its_reason() {
     let ok = describe_with(&w, "agentk-1:8080", Some(sign_jwt(&key, agent.0, now))).await.unwrap();
     assert_eq!(ok.agent_meta.unwrap().version, "v18.6.0");
     let cases = [
-        (Some(sign_jwt(&[9; 32], agent.0, now)), "receptive agent: JWT signature does not verify with the configured public key".to_owned()),
-        (Some(sign_claims(&key, &claims("gitlab-agent", now - 60, agent.0))), format!("receptive agent: JWT expired at {}, now is {now}", now - 30)),
-        (Some(sign_claims(&key, &claims("gitlab", now, agent.0))), "receptive agent: JWT audience \"gitlab\" is not gitlab-agent".to_owned()),
-        (Some(sign_claims(&key, &claims("gitlab-agent", now, 999))), format!("receptive agent: JWT is for agent 999, this is agent {}", agent.0)),
+        (
+            Some(sign_jwt(&[9; 32], agent.0, now)),
+            "receptive agent: JWT signature does not verify with the configured public key".to_owned(),
+        ),
+        (
+            Some(sign_claims(&key, &claims("gitlab-agent", now - 60, agent.0))),
+            format!("receptive agent: JWT expired at {}, now is {now}", now - 30),
+        ),
+        (
+            Some(sign_claims(&key, &claims("gitlab", now, agent.0))),
+            "receptive agent: JWT audience \"gitlab\" is not gitlab-agent".to_owned(),
+        ),
+        (
+            Some(sign_claims(&key, &claims("gitlab-agent", now, 999))),
+            format!("receptive agent: JWT is for agent 999, this is agent {}", agent.0),
+        ),
         (None, "receptive agent: missing authorization metadata".to_owned()),
     ];
     for (token, want) in cases {
@@ -150,7 +178,13 @@ async fn an_agent_installed_with_the_wrong_public_key_is_never_reached() {
     w.make_receptive(agent, "grpc://agentk-1:8080").await;
     let other_cfg = w.make_receptive(other, "grpc://nowhere:1").await;
     // agentk got the other configuration's key.
-    let _a = w.receptive_agentk("agentk-1:8080", other_cfg["public_key"].as_str().unwrap(), None, "v18.6.0", testing_services());
+    let _a = w.receptive_agentk(
+        "agentk-1:8080",
+        other_cfg["public_key"].as_str().unwrap(),
+        None,
+        "v18.6.0",
+        testing_services(),
+    );
     tokio::time::sleep(POLL * 3).await;
     assert!(w.net.dial_count("agentk-1:8080") >= 1, "kas tried");
     assert!(w.receptive.connected().is_empty());
@@ -184,8 +218,7 @@ async fn deleting_the_url_configuration_turns_it_back_into_a_normal_agent() {
     eventually(POLL * 2, || w.receptive.connected().contains_key(&agent.0)).await;
     assert_eq!(ping(&w, agent.0, "receptive").await.unwrap(), "receptive");
 
-    let path =
-        format!("/api/v4/projects/{}/cluster_agents/{}/url_configurations/{}", w.project, agent, cfg["id"]);
+    let path = format!("/api/v4/projects/{}/cluster_agents/{}/url_configurations/{}", w.project, agent, cfg["id"]);
     let (status, _) = w.rest(http::Method::DELETE, &path, serde_json::Value::Null).await;
     assert_eq!(status, 204);
     assert!(!w.gl.is_receptive(agent).unwrap());
@@ -207,7 +240,8 @@ async fn a_receptive_agent_that_goes_away_leaves_routing() {
     let w = World::new().await;
     let agent = w.agent("receptive");
     let cfg = w.make_receptive(agent, "grpc://agentk-1:8080").await;
-    let stop = w.receptive_agentk("agentk-1:8080", cfg["public_key"].as_str().unwrap(), None, "v18.6.0", testing_services());
+    let stop =
+        w.receptive_agentk("agentk-1:8080", cfg["public_key"].as_str().unwrap(), None, "v18.6.0", testing_services());
     eventually(POLL * 2, || w.receptive.connected().contains_key(&agent.0)).await;
     stop.cancel();
     // The next health check (5 s) fails and the agent leaves the registry.
@@ -226,10 +260,12 @@ async fn a_receptive_agent_that_goes_away_leaves_routing() {
 async fn loopback_grpcs_receptive_agent_with_ca_cert_and_tls_host() {
     use kasim_core::agentk::receptive::{self, AgentMeta};
     use kasim_core::clock::SystemClock;
-    use kasim_core::kas::receptive::{ReceptiveAgent, ReceptiveAgents, ReceptiveAuth, ReceptiveOptions, StaticReceptiveAgents};
+    use kasim_core::kas::receptive::{
+        ReceptiveAgent, ReceptiveAgents, ReceptiveAuth, ReceptiveOptions, StaticReceptiveAgents,
+    };
+    use kasim_core::transport::Accept as _;
     use kasim_core::transport::tcp::{TcpConnector, TcpListener};
     use kasim_core::transport::tls::{ServerTls, TlsListener};
-    use kasim_core::transport::Accept as _;
     use kasim_core::tunnel::registry::Registry;
 
     let (ca, cert, key) = {
@@ -240,7 +276,8 @@ async fn loopback_grpcs_receptive_agent_with_ca_cert_and_tls_host() {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let k = KeyPair::generate().unwrap();
-        let c = CertificateParams::new(vec!["agentk.cluster.local".to_owned()]).unwrap().signed_by(&k, &issuer).unwrap();
+        let c =
+            CertificateParams::new(vec!["agentk.cluster.local".to_owned()]).unwrap().signed_by(&k, &issuer).unwrap();
         (ca_cert.pem(), c.pem(), k.serialize_pem())
     };
     let seed = [42u8; 32];

@@ -62,7 +62,8 @@ async fn a_receptive_agent_missing_a_method_shows_the_same_symptom() {
     let w = World::new().await;
     let agent = w.agent("old-receptive");
     let cfg = w.make_receptive(agent, "grpc://agentk-1:8080").await;
-    let _a = w.receptive_agentk("agentk-1:8080", cfg["public_key"].as_str().unwrap(), None, "v18.4.0", testing_services());
+    let _a =
+        w.receptive_agentk("agentk-1:8080", cfg["public_key"].as_str().unwrap(), None, "v18.4.0", testing_services());
     eventually(POLL * 2, || w.receptive.connected().contains_key(&agent.0)).await;
     assert_no_tunnel(make_request(&w, agent.0).await);
 }

@@ -170,12 +170,17 @@ fn receptive_and_normal_agents_side_by_side_and_a_receptive_bounce() {
     let bounced_at = sim.elapsed().as_millis();
     sim.bounce("agentk-r");
     while oks(&log, RECEPTIVE, bounced_at) < 3 {
-        assert!(sim.elapsed() < Duration::from_secs(300), "receptive agent never served again: {:?}", log.lock().unwrap());
+        assert!(
+            sim.elapsed() < Duration::from_secs(300),
+            "receptive agent never served again: {:?}",
+            log.lock().unwrap()
+        );
         sim.step().unwrap();
     }
     *done.lock().unwrap() = true;
     sim.run().unwrap();
-    let first_again = log.lock().unwrap().iter().find(|(t, a, ok)| *t > bounced_at && *a == RECEPTIVE && *ok).unwrap().0;
+    let first_again =
+        log.lock().unwrap().iter().find(|(t, a, ok)| *t > bounced_at && *a == RECEPTIVE && *ok).unwrap().0;
     println!("receptive agent bounced at {bounced_at} ms, served again at {first_again} ms");
     assert!(oks(&log, NORMAL, bounced_at) >= 3, "the normal agent kept being served");
 }

@@ -138,12 +138,7 @@ pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, PublicKeyError> {
 }
 
 /// Verifies a compact EdDSA JWT at `now` (Unix seconds).
-pub fn verify_jwt(
-    token: &str,
-    key: &VerifyingKey,
-    now: i64,
-    expected_agent: Option<i64>,
-) -> Result<Claims, JwtError> {
+pub fn verify_jwt(token: &str, key: &VerifyingKey, now: i64, expected_agent: Option<i64>) -> Result<Claims, JwtError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed("want three dot-separated parts".into()));
@@ -160,8 +155,8 @@ pub fn verify_jwt(
     let sig = Signature::from_slice(&decode("signature", s)?)
         .map_err(|_| JwtError::Malformed("signature must be 64 bytes".into()))?;
     key.verify_strict(format!("{h}.{p}").as_bytes(), &sig).map_err(|_| JwtError::Signature)?;
-    let claims: Claims = serde_json::from_slice(&decode("payload", p)?)
-        .map_err(|e| JwtError::Malformed(format!("claims: {e}")))?;
+    let claims: Claims =
+        serde_json::from_slice(&decode("payload", p)?).map_err(|e| JwtError::Malformed(format!("claims: {e}")))?;
     if claims.iss != JWT_ISSUER {
         return Err(JwtError::Issuer(claims.iss));
     }
@@ -186,7 +181,11 @@ pub fn verify_jwt(
 fn bearer(headers: &http::HeaderMap) -> Result<&str, JwtError> {
     let mut all = headers.get_all(http::header::AUTHORIZATION).iter();
     let (Some(v), None) = (all.next(), all.next()) else {
-        return Err(if headers.contains_key(http::header::AUTHORIZATION) { JwtError::NotBearer } else { JwtError::Missing });
+        return Err(if headers.contains_key(http::header::AUTHORIZATION) {
+            JwtError::NotBearer
+        } else {
+            JwtError::Missing
+        });
     };
     v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).filter(|t| !t.is_empty()).ok_or(JwtError::NotBearer)
 }
@@ -253,8 +252,8 @@ impl tower_service::Service<http::Request<Incoming>> for ReceptiveService {
     }
 
     fn call(&mut self, mut req: http::Request<Incoming>) -> Self::Future {
-        let checked = bearer(req.headers())
-            .and_then(|t| verify_jwt(t, &self.key, self.clock.unix_seconds(), self.agent_id));
+        let checked =
+            bearer(req.headers()).and_then(|t| verify_jwt(t, &self.key, self.clock.unix_seconds(), self.agent_id));
         if let Err(e) = checked {
             tracing::debug!(error = %e, path = req.uri().path(), "receptive agent refused a call");
             let status = Status::unauthenticated(format!("receptive agent: {e}"));

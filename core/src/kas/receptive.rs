@@ -68,8 +68,13 @@ pub const RECEPTIVE_AGENTS_PATH: &str = "/api/v4/internal/kubernetes/receptive_a
 #[derive(Clone, PartialEq, Eq)]
 pub enum ReceptiveAuth {
     /// The 32-byte Ed25519 seed GitLab generated for the URL configuration.
-    Jwt { private_key: [u8; 32] },
-    Mtls { client_cert: String, client_key: String },
+    Jwt {
+        private_key: [u8; 32],
+    },
+    Mtls {
+        client_cert: String,
+        client_key: String,
+    },
 }
 
 impl std::fmt::Debug for ReceptiveAuth {
@@ -171,9 +176,8 @@ fn from_wire(a: WireAgent) -> Result<ReceptiveAgent, ReceptiveConfigError> {
         (Some(_), Some(_)) => return Err(ReceptiveConfigError::BothAuth(a.agent_id)),
         (None, None) => return Err(ReceptiveConfigError::NoAuth(a.agent_id)),
         (Some(j), None) => {
-            let bytes = STANDARD
-                .decode(j.private_key.trim())
-                .map_err(|_| ReceptiveConfigError::PrivateKey(a.agent_id))?;
+            let bytes =
+                STANDARD.decode(j.private_key.trim()).map_err(|_| ReceptiveConfigError::PrivateKey(a.agent_id))?;
             let private_key: [u8; 32] =
                 bytes.as_slice().try_into().map_err(|_| ReceptiveConfigError::PrivateKey(a.agent_id))?;
             ReceptiveAuth::Jwt { private_key }
@@ -395,11 +399,8 @@ impl ReceptiveAgents {
 
     fn target(&self, config: &ReceptiveAgent) -> Result<Target, ReceptiveConfigError> {
         let agent_id = config.agent_id;
-        let url_err = |reason: &str| ReceptiveConfigError::Url {
-            agent_id,
-            url: config.url.clone(),
-            reason: reason.to_owned(),
-        };
+        let url_err =
+            |reason: &str| ReceptiveConfigError::Url { agent_id, url: config.url.clone(), reason: reason.to_owned() };
         let ReceptiveAuth::Jwt { private_key } = &config.auth else {
             return Err(ReceptiveConfigError::MtlsUnsupported(agent_id));
         };
@@ -442,10 +443,10 @@ impl ReceptiveAgents {
     async fn serve_agent(&self, target: &Target, stop: &CancellationToken) -> Result<(), Status> {
         let agent_id = target.agent_id;
         let d = target.describe(&self.clock).await?;
-        let descriptor = d
-            .agent_descriptor
-            .ok_or_else(|| Status::invalid_argument("Describe: agent_descriptor is required"))?;
-        let descriptor = Arc::new(Descriptor::from_proto(&descriptor).map_err(|e| Status::invalid_argument(e.to_string()))?);
+        let descriptor =
+            d.agent_descriptor.ok_or_else(|| Status::invalid_argument("Describe: agent_descriptor is required"))?;
+        let descriptor =
+            Arc::new(Descriptor::from_proto(&descriptor).map_err(|e| Status::invalid_argument(e.to_string()))?);
         let meta = d.agent_meta.unwrap_or_default();
         tracing::info!(agent_id, version = %meta.version, "receptive agent reached");
         self.shared.lock().unwrap_or_else(|e| e.into_inner()).connected.insert(agent_id, meta);
@@ -574,7 +575,10 @@ mod tests {
         let vk = SigningKey::from_bytes(&seed).verifying_key();
         let t = sign_jwt(&seed, 7, 1000);
         let c = verify_jwt(&t, &vk, 1000, Some(7)).unwrap();
-        assert_eq!((c.iss.as_str(), c.aud.as_str(), c.iat, c.nbf, c.exp), ("gitlab-kas", "gitlab-agent", 1000, 995, 1030));
+        assert_eq!(
+            (c.iss.as_str(), c.aud.as_str(), c.iat, c.nbf, c.exp),
+            ("gitlab-kas", "gitlab-agent", 1000, 995, 1030)
+        );
     }
 
     #[test]

@@ -307,9 +307,9 @@ impl NoProxy {
             }
             return false;
         }
-        self.domains.iter().any(|d| {
-            (host.ends_with(&d.suffix) || (d.match_host && host == d.suffix[1..])) && port_ok(&d.port)
-        })
+        self.domains
+            .iter()
+            .any(|d| (host.ends_with(&d.suffix) || (d.match_host && host == d.suffix[1..])) && port_ok(&d.port))
     }
 }
 

@@ -124,7 +124,8 @@ impl World {
             .body(Full::new(Bytes::from(body.to_string())))
             .unwrap();
         let resp = kasim_core::http_client::send(&dialer, "gitlab:80", req).await.unwrap();
-        let json = if resp.body.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&resp.body).unwrap() };
+        let json =
+            if resp.body.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&resp.body).unwrap() };
         (resp.status.as_u16(), json)
     }
 

@@ -71,7 +71,10 @@ impl GitLab {
         let path = req.uri().path();
         if path == RECEPTIVE_AGENTS_PATH {
             if req.method() != Method::GET {
-                return json_response(StatusCode::METHOD_NOT_ALLOWED, &serde_json::json!({ "error": "405 Not Allowed" }));
+                return json_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &serde_json::json!({ "error": "405 Not Allowed" }),
+                );
             }
             return self.handle_receptive_agents(&req);
         }

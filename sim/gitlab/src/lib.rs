@@ -83,12 +83,12 @@ pub use model::{
     AgentId, GitLab, GroupId, JobEnvironment, JobId, ModelError, NewJob, ProjectId, Role, Settings, UserId,
 };
 pub use names::{MAX_AGENT_NAME_LEN, NameError, validate_agent_name};
-pub use user_access::{
-    AccessType, AuthorizeProxyUserResponse, ProxyAccessAs, ProxyAgent, ProxyUser, RoleGrant, UserAccessError, UserGrant,
-};
 pub use url_configuration::{
     NewUrlConfiguration, ReceptiveAgentEntry, ReceptiveJwt, ReceptiveMtls, UrlConfiguration, UrlConfigurationError,
     UrlConfigurationId,
+};
+pub use user_access::{
+    AccessType, AuthorizeProxyUserResponse, ProxyAccessAs, ProxyAgent, ProxyUser, RoleGrant, UserAccessError, UserGrant,
 };
 pub use version_skew::{
     DEFAULT_GITLAB_VERSION, Version, VersionError, VersionSkew, VersionWarning, version_skew, version_warning,

@@ -56,7 +56,8 @@ fn path(f: &Fixture) -> String {
 #[test]
 fn create_generates_a_key_pair_and_a_second_one_is_refused() {
     let f = fixture();
-    let (status, json) = call(&f.gl, Method::POST, &path(&f), &f.maintainer, json!({"url": "grpcs://agentk.example:443"}));
+    let (status, json) =
+        call(&f.gl, Method::POST, &path(&f), &f.maintainer, json!({"url": "grpcs://agentk.example:443"}));
     assert_eq!(status, 201, "{json}");
     assert_eq!(json["url"], "grpcs://agentk.example:443");
     assert_eq!(json["agent_id"], f.agent.0);
@@ -71,9 +72,16 @@ fn create_generates_a_key_pair_and_a_second_one_is_refused() {
     assert!(entry.mtls.is_none());
 
     let (status, json) = call(&f.gl, Method::POST, &path(&f), &f.maintainer, json!({"url": "grpc://other:1"}));
-    assert_eq!((status, json), (400, json!({"message": "400 Bad request - URL configuration already exists for this agent"})));
     assert_eq!(
-        f.gl.create_url_configuration(None, f.agent, NewUrlConfiguration { url: "grpc://x:1".into(), ..Default::default() }),
+        (status, json),
+        (400, json!({"message": "400 Bad request - URL configuration already exists for this agent"}))
+    );
+    assert_eq!(
+        f.gl.create_url_configuration(
+            None,
+            f.agent,
+            NewUrlConfiguration { url: "grpc://x:1".into(), ..Default::default() }
+        ),
         Err(UrlConfigurationError::AlreadyExists)
     );
 }
@@ -105,7 +113,8 @@ fn mtls_and_jwt_never_mix() {
         json["message"],
         "400 Bad request - Url is blocked: Only allowed schemes are grpc, grpcs, Client cert must be blank"
     );
-    let (status, json) = call(&f.gl, Method::POST, &path(&f), &f.maintainer, json!({"url": "grpcs://a:443", "client_key": "KEY"}));
+    let (status, json) =
+        call(&f.gl, Method::POST, &path(&f), &f.maintainer, json!({"url": "grpcs://a:443", "client_key": "KEY"}));
     assert_eq!((status, json), (400, json!({"message": "400 Bad request - Client cert can't be blank"})));
     assert!(!f.gl.is_receptive(f.agent).unwrap(), "refusals store nothing");
 
@@ -168,9 +177,13 @@ fn permissions_setting_and_routing() {
     let (status, _) = call(&f.gl, Method::POST, &path(&f), &f.maintainer, json!({"url": "grpc://a:1"}));
     assert_eq!(status, 404);
     assert_eq!(
-        f.gl.create_url_configuration(None, f.agent, NewUrlConfiguration { url: "grpc://a:1".into(), ..Default::default() })
-            .unwrap_err()
-            .to_string(),
+        f.gl.create_url_configuration(
+            None,
+            f.agent,
+            NewUrlConfiguration { url: "grpc://a:1".into(), ..Default::default() }
+        )
+        .unwrap_err()
+        .to_string(),
         "Receptive agents are disabled for this GitLab instance"
     );
 }
