@@ -7,6 +7,7 @@ pub mod descriptor;
 pub mod kube_backend;
 pub mod kubernetes_api;
 pub mod pool;
+pub mod receptive;
 pub mod replay;
 pub mod services;
 pub mod tunnel;

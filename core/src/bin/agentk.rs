@@ -11,6 +11,7 @@ use kasim_core::agentk::kubernetes_api::KubernetesApiService;
 use kasim_core::agentk::{AgentServices, Agentk, AgentkOptions, DEFAULT_VERSION, KasAddress, PoolConfig};
 use kasim_core::testing_service::TestingService;
 use kasim_core::transport::Dialer;
+use kasim_core::transport::proxy::ProxyEnv;
 use kasim_core::transport::tcp::TcpConnector;
 use kasim_core::transport::tls::{ClientTlsOptions, TlsConnector};
 use tokio_util::sync::CancellationToken;
@@ -97,7 +98,13 @@ fn main() -> ExitCode {
 async fn run(args: Args, token: String) -> Result<(), String> {
     let addr: KasAddress =
         args.kas_address.parse().map_err(|e: kasim_core::agentk::address::AddressError| e.to_string())?;
-    let tcp: Dialer = Arc::new(TcpConnector);
+    // HTTPS_PROXY (grpcs) or HTTP_PROXY (grpc), NO_PROXY; either case, upper case wins. The proxy
+    // sits under TLS, so kas is verified end to end (custom CA, server name) through the tunnel.
+    let proxy_env = ProxyEnv::from_lookup(|k| std::env::var(k).ok());
+    if let Some(p) = proxy_env.proxy_for_kas(addr.tls).map_err(|e| e.to_string())? {
+        println!("agentk using HTTP CONNECT proxy {} for kas (NO_PROXY={:?})", p.authority, proxy_env.no_proxy);
+    }
+    let tcp: Dialer = proxy_env.wrap(Arc::new(TcpConnector), addr.tls).map_err(|e| e.to_string())?;
     let dialer: Dialer = if addr.tls {
         let mut opts = ClientTlsOptions {
             server_name: args.kas_tls_server_name.clone(),

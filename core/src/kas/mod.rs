@@ -8,6 +8,7 @@ pub mod gitlab;
 pub mod identity;
 pub mod k8s_proxy;
 pub mod listener;
+pub mod receptive;
 pub mod router;
 pub mod server;
 pub mod tracker;

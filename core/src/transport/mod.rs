@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub mod abortable;
 pub mod hyper_client;
 pub mod memory;
+pub mod proxy;
 pub mod tcp;
 pub mod tls;
 

@@ -27,6 +27,10 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 const AGENT_INFO_PATH: &str = "/api/v4/internal/kubernetes/agent_info";
 const ALLOWED_AGENTS_PATH: &str = "/api/v4/job/allowed_agents";
 const AUTHORIZE_PROXY_USER_PATH: &str = "/api/v4/internal/kubernetes/authorize_proxy_user";
+/// kas's list of receptive agents (kasim's endpoint; the upstream one is unconfirmed).
+pub const RECEPTIVE_AGENTS_PATH: &str = "/api/v4/internal/kubernetes/receptive_agents";
+/// Header carrying a personal access token on the public REST API.
+pub const PRIVATE_TOKEN_HEADER: &str = "private-token";
 
 /// A connection-level failure of the HTTP server.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,18 @@ impl GitLab {
     /// Answers one request in-process (no sockets involved).
     pub fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
         let path = req.uri().path();
+        if path == RECEPTIVE_AGENTS_PATH {
+            if req.method() != Method::GET {
+                return json_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &serde_json::json!({ "error": "405 Not Allowed" }),
+                );
+            }
+            return self.handle_receptive_agents(&req);
+        }
+        if let Some(resp) = self.handle_url_configurations(&req) {
+            return resp;
+        }
         let route = [AGENT_INFO_PATH, ALLOWED_AGENTS_PATH, AUTHORIZE_PROXY_USER_PATH].into_iter().find(|p| *p == path);
         let Some(route) = route else {
             return json_response(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "404 Not Found" }));
@@ -183,5 +199,98 @@ impl GitLab {
             .serve_connection(TokioIo::new(io), service)
             .await
             .map_err(|e| HttpError(e.to_string()))
+    }
+}
+
+/// `/api/v4/projects/:id/cluster_agents/:agent_id/url_configurations[/:url_configuration_id]`
+/// split into its ids; `None` when the path is something else.
+fn url_configurations_route(path: &str) -> Option<(&str, &str, Option<&str>)> {
+    let rest = path.strip_prefix("/api/v4/projects/")?;
+    let mut parts = rest.split('/');
+    let project = parts.next()?;
+    if parts.next()? != "cluster_agents" {
+        return None;
+    }
+    let agent = parts.next()?;
+    if parts.next()? != "url_configurations" {
+        return None;
+    }
+    let id = parts.next();
+    if parts.next().is_some() || id == Some("") {
+        return None;
+    }
+    Some((project, agent, id))
+}
+
+impl GitLab {
+    fn handle_receptive_agents(&self, req: &Request<Bytes>) -> Response<Bytes> {
+        if !self.kas_jwt_ok(req) {
+            return unauthorized();
+        }
+        json_response(StatusCode::OK, &serde_json::json!({ "agents": self.receptive_agents() }))
+    }
+
+    /// The user of a valid `PRIVATE-TOKEN` with the `api` scope.
+    fn pat_user(&self, req: &Request<Bytes>) -> Option<crate::model::UserId> {
+        let token = header_str(req, PRIVATE_TOKEN_HEADER)?;
+        let st = self.lock();
+        let pat = st.pats.get(token).filter(|p| !p.revoked && p.scopes.iter().any(|s| s == "api"))?;
+        Some(pat.user)
+    }
+
+    fn handle_url_configurations(&self, req: &Request<Bytes>) -> Option<Response<Bytes>> {
+        use crate::url_configuration::{NewUrlConfiguration, UrlConfigurationError as E, UrlConfigurationId};
+        let (project, agent, id) = url_configurations_route(req.uri().path())?;
+        let Some(user) = self.pat_user(req) else {
+            return Some(unauthorized());
+        };
+        let not_found = |what: &str| message(StatusCode::NOT_FOUND, &format!("404 {what} Not Found"));
+        let (Ok(project), Ok(agent)) = (project.parse::<i64>(), agent.parse::<i64>()) else {
+            return Some(not_found("Agent"));
+        };
+        let agent = AgentId(agent);
+        if self.agent_project(agent).map(|p| p.0) != Ok(project) {
+            return Some(not_found("Agent"));
+        }
+        let error = |e: E| match e {
+            E::Disabled => json_response(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "404 Not Found" })),
+            E::Forbidden => message(StatusCode::FORBIDDEN, "403 Forbidden"),
+            E::NotFound(_) => not_found("URL configuration"),
+            E::Model(_) => not_found("Agent"),
+            e @ (E::AlreadyExists | E::Invalid(_)) => {
+                message(StatusCode::BAD_REQUEST, &format!("400 Bad request - {e}"))
+            }
+        };
+        let resp = match (req.method().clone(), id) {
+            (Method::POST, None) => {
+                let new: NewUrlConfiguration = match serde_json::from_slice(req.body()) {
+                    Ok(n) => n,
+                    Err(_) => return Some(bad_request("url is missing")),
+                };
+                match self.create_url_configuration(Some(user), agent, new) {
+                    Ok(c) => json_response(StatusCode::CREATED, &c),
+                    Err(e) => error(e),
+                }
+            }
+            (Method::GET, None) => match self.url_configuration(agent) {
+                Ok(c) => json_response(StatusCode::OK, &c.into_iter().collect::<Vec<_>>()),
+                Err(e) => error(e.into()),
+            },
+            (Method::DELETE, Some(id)) => {
+                let Ok(id) = id.parse::<i64>() else {
+                    return Some(not_found("URL configuration"));
+                };
+                match self.delete_url_configuration(Some(user), agent, UrlConfigurationId(id)) {
+                    Ok(()) => {
+                        let mut r = Response::new(Bytes::new());
+                        *r.status_mut() = StatusCode::NO_CONTENT;
+                        r
+                    }
+                    Err(e) => error(e),
+                }
+            }
+            _ => json_response(StatusCode::METHOD_NOT_ALLOWED, &serde_json::json!({ "error": "405 Not Allowed" })),
+        };
+        Some(resp)
     }
 }

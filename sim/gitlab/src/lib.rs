@@ -24,6 +24,11 @@
 //! - **JWT**: `exp`/`nbf` are checked only when present (ruby-jwt), no leeway.
 //! - **authorize_proxy_user** checks credentials (401), then agent (404),
 //!   then access (403).
+//! - **Receptive agents**: kas lists them at `GET /api/v4/internal/kubernetes/receptive_agents`
+//!   (upstream endpoint unconfirmed); Ed25519 keys are seeded from `token_seed` (see
+//!   [`UrlConfiguration`]).
+//! - **Version skew**: agent and GitLab on different majors are never compatible, not even
+//!   17.11 ↔ 18.0 (see [`version_skew()`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -55,7 +60,9 @@ mod kubeconfig;
 mod model;
 mod names;
 mod token;
+mod url_configuration;
 mod user_access;
+mod version_skew;
 
 pub use agent_info::{AgentInfo, GitalyInfo, GitalyRepository};
 pub use ci_access::{
@@ -69,13 +76,20 @@ pub use config_file::{
     parse_config_file,
 };
 pub use environment::{EnvironmentError, environments_admit, pattern_matches};
-pub use http::{HttpError, JOB_TOKEN_HEADER, KAS_JWT_HEADER};
+pub use http::{HttpError, JOB_TOKEN_HEADER, KAS_JWT_HEADER, PRIVATE_TOKEN_HEADER, RECEPTIVE_AGENTS_PATH};
 pub use jwt::{JwtError, sign_hs256, sign_kas_jwt, verify_kas_jwt};
 pub use kubeconfig::{KubeconfigAgent, KubeconfigError, render_kubeconfig};
 pub use model::{
     AgentId, GitLab, GroupId, JobEnvironment, JobId, ModelError, NewJob, ProjectId, Role, Settings, UserId,
 };
 pub use names::{MAX_AGENT_NAME_LEN, NameError, validate_agent_name};
+pub use url_configuration::{
+    NewUrlConfiguration, ReceptiveAgentEntry, ReceptiveJwt, ReceptiveMtls, UrlConfiguration, UrlConfigurationError,
+    UrlConfigurationId,
+};
 pub use user_access::{
     AccessType, AuthorizeProxyUserResponse, ProxyAccessAs, ProxyAgent, ProxyUser, RoleGrant, UserAccessError, UserGrant,
+};
+pub use version_skew::{
+    DEFAULT_GITLAB_VERSION, Version, VersionError, VersionSkew, VersionWarning, version_skew, version_warning,
 };

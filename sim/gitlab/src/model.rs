@@ -251,6 +251,8 @@ pub(crate) struct State {
     pub(crate) pats: BTreeMap<String, Pat>,
     pub(crate) sessions: BTreeMap<String, Session>,
     tokens: TokenGenerator,
+    pub(crate) receptive: crate::url_configuration::ReceptiveState,
+    pub(crate) versions: crate::version_skew::VersionState,
 }
 
 /// Handle to one simulated GitLab instance. Clones share state.
@@ -299,6 +301,8 @@ impl GitLab {
                 pats: BTreeMap::new(),
                 sessions: BTreeMap::new(),
                 tokens,
+                receptive: Default::default(),
+                versions: Default::default(),
             })),
             settings: Arc::new(settings),
             clock,

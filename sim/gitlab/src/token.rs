@@ -55,6 +55,15 @@ impl TokenGenerator {
         out
     }
 
+    /// 32 seeded bytes, e.g. an Ed25519 seed.
+    pub(crate) fn bytes32(&mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for chunk in out.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out
+    }
+
     /// A fresh agent token: `glagent-` + 50 URL-safe characters.
     pub fn agent_token(&mut self) -> String {
         format!("{AGENT_TOKEN_PREFIX}{}", self.friendly(AGENT_TOKEN_RANDOM_LEN))
