@@ -169,7 +169,7 @@ fn start_agentk(kas_authority: &str, dialer: Dialer, shutdown: &CancellationToke
         AgentkOptions {
             kas_authority: kas_authority.to_owned(),
             token: TOKEN.into(),
-            services: AgentServices::default().add(TestingService::server()),
+            services: AgentServices::default().add_service(TestingService::server()),
             pool: PoolConfig::default(),
             seed: 1,
             version: "v18.6.0".into(),

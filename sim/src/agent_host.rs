@@ -34,7 +34,7 @@ pub type ServicesFactory = Arc<dyn Fn(&ClusterContext) -> AgentServices + Send +
 
 /// The default: the Testing service only.
 pub fn testing_services() -> ServicesFactory {
-    Arc::new(|_| AgentServices::default().add(TestingService::server()))
+    Arc::new(|_| AgentServices::default().add_service(TestingService::server()))
 }
 
 /// Everything one agentk incarnation needs.

@@ -91,7 +91,7 @@ fn normal_agentk_host(sim: &mut turmoil::Sim<'static>, seed: u64) {
             AgentkOptions {
                 kas_authority: "kas:8150".into(),
                 token: TOKEN.into(),
-                services: AgentServices::default().add(TestingService::server()),
+                services: AgentServices::default().add_service(TestingService::server()),
                 pool: PoolConfig::default(),
                 seed,
                 version: "v18.6.0".into(),
@@ -110,7 +110,7 @@ fn receptive_agentk_host(sim: &mut turmoil::Sim<'static>) {
     sim.host("agentk-r", || async {
         let listener = SimListener::bind(8080, "agentk-r").await?;
         let opts = receptive::ReceptiveOptions {
-            services: AgentServices::default().add(TestingService::server()),
+            services: AgentServices::default().add_service(TestingService::server()),
             public_key: receptive::parse_public_key(&public_key_for(&KEY))?,
             agent_id: Some(RECEPTIVE),
             meta: AgentMeta { version: "v18.6.0".into(), commit_id: "sim".into(), ..Default::default() },

@@ -502,9 +502,28 @@ impl Target {
     /// Sends one forwarded call to the agent and reports it as [`CallEvent`]s, in the order a
     /// tunnel would: header, messages, trailer, and an error status when the call failed.
     async fn forward(self, (call, reply): Handoff, clock: SharedClock) {
-        let OutboundCall { method, meta, requests } = call;
+        let OutboundCall { method, meta, mut requests, replay } = call;
+        if !replay.is_empty() {
+            // A tunnel gave this call back: its already-taken messages go first.
+            let (fwd_tx, fwd_rx) = tokio::sync::mpsc::channel(16);
+            tokio::spawn(async move {
+                for m in replay {
+                    if fwd_tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+                while let Some(m) = requests.recv().await {
+                    if fwd_tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            requests = fwd_rx;
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        if reply.send(Ok(rx)).is_err() {
+        // A direct gRPC call is never given back: the agent may have seen it.
+        let (_no_giveback, giveback_rx) = tokio::sync::oneshot::channel();
+        if reply.send(Ok((rx, giveback_rx))).is_err() {
             return;
         }
         let fail = |s: Status| CallEvent::Error(status::to_proto(&s));

@@ -189,7 +189,7 @@ impl World {
 }
 
 pub fn testing_services() -> AgentServices {
-    AgentServices::default().add(TestingService::server())
+    AgentServices::default().add_service(TestingService::server())
 }
 
 /// Waits (virtual time) until `f` holds, failing after `limit`.
