@@ -310,7 +310,15 @@ async fn agentk_binary_honours_https_proxy_with_ca_cert_file() {
     let proxy_url = format!("http://{}", proxy.addr);
     let mut agentk = Proc::spawn(
         env!("CARGO_BIN_EXE_agentk"),
-        &["--kas-address", &address, "--token-file", token.to_str().unwrap(), "--ca-cert-file", ca.to_str().unwrap()],
+        &[
+            "--kas-address",
+            &address,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--ca-cert-file",
+            ca.to_str().unwrap(),
+            "--without-kubernetes-api",
+        ],
         &[("https_proxy", "http://127.0.0.1:1"), ("HTTPS_PROXY", &proxy_url), ("NO_PROXY", "example.com")],
     )
     .await;
