@@ -121,7 +121,8 @@ async fn tls_with_a_name_the_certificate_does_not_carry_never_connects() {
 async fn agentk_refuses_bad_flags_with_a_clear_error() {
     let dir = tempdir("binaries-flags");
     let token = write(&dir, "token", "glagent-x\n");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["--kas-address", "wss://kas.example"],
             vec![("AGENTK_TOKEN", "t")],
@@ -195,9 +196,7 @@ async fn ci_job_reaches_the_cluster_through_the_binaries() {
     let sa = "system:serviceaccount:gitlab-agent:agentk";
     let apiserver = kasim_apiserver::ApiServer::builder(kasim_apiserver::KubeVersion::V1_33)
         .token("sa-token", kasim_apiserver::UserInfo { username: sa.into(), ..Default::default() })
-        .yaml(format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: default}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: agentk-admin}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}\nsubjects:\n- {{kind: ServiceAccount, name: agentk, namespace: gitlab-agent}}\n"
-        ))
+        .yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: default}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: agentk-admin}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n- {kind: ServiceAccount, name: agentk, namespace: gitlab-agent}\n")
         .build()
         .unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
