@@ -21,6 +21,8 @@ async fn unary_round_trip_with_metadata() {
     req.metadata_mut().insert("x-echo", "meta".parse().unwrap());
     let resp = c.request_response(req).await.unwrap();
     assert_eq!(resp.metadata().get("x-echo").unwrap(), "meta");
+    let v = kas.registry().version(AGENT_ID).expect("kas learnt the agent's version from its user-agent");
+    assert_eq!((v.version.as_str(), v.commit.as_str()), ("v18.6.0", "test"));
     assert_eq!(resp.into_inner().payload, vec![1, 2, 3]);
 }
 

@@ -22,7 +22,7 @@ use crate::proto::reverse_tunnel::rpc::{
 };
 use crate::tunnel::automaton::{CONNECT_REQUEST, Checker, EOF};
 use crate::tunnel::call::{CallEvent, OutboundCall};
-use crate::tunnel::registry::{AgentId, Descriptor, Handoff, Registry};
+use crate::tunnel::registry::{AgentId, AgentVersion, Descriptor, Handoff, Registry};
 
 /// Put into each request's extensions by the agent listener: cancelled when the HTTP/2 connection
 /// reaches its maximum age.
@@ -51,6 +51,11 @@ impl ReverseTunnel for TunnelServer {
     async fn connect(&self, req: Request<Streaming<ConnectRequest>>) -> Result<Response<Self::ConnectStream>, Status> {
         let token = bearer_token(req.metadata())?;
         let agent = self.auth.agent_info(&token).await.map_err(|e| e.to_status())?;
+        if let Some(v) =
+            req.metadata().get("user-agent").and_then(|v| v.to_str().ok()).and_then(AgentVersion::from_user_agent)
+        {
+            self.registry.record_version(agent.id, v);
+        }
         let age = req.extensions().get::<ConnectionAge>().cloned().unwrap_or_default();
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);

@@ -149,6 +149,25 @@ struct AgentState {
 struct State {
     agents: BTreeMap<AgentId, AgentState>,
     next_id: u64,
+    /// Last `gitlab-agent/<version>/<commit>` each agent announced (kept after it disconnects).
+    versions: BTreeMap<AgentId, AgentVersion>,
+}
+
+/// What an agent says it is, from its `user-agent` (`gitlab-agent/<version>/<commit>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentVersion {
+    pub version: String,
+    pub commit: String,
+}
+
+impl AgentVersion {
+    /// Parses the first product token of a user agent; `None` unless it is `gitlab-agent/…`.
+    pub fn from_user_agent(ua: &str) -> Option<Self> {
+        let token = ua.split_whitespace().next()?;
+        let rest = token.strip_prefix("gitlab-agent/")?;
+        let (version, commit) = rest.split_once('/').unwrap_or((rest, ""));
+        (!version.is_empty()).then(|| Self { version: version.to_owned(), commit: commit.to_owned() })
+    }
 }
 
 /// Per-agent counts, for metrics, assertions and invariant checkers.
@@ -257,6 +276,15 @@ impl Registry {
         let pos = a.idle.iter().position(|t| t.descriptor.supports(service, method))?;
         let t = a.idle.remove(pos)?;
         Some(TunnelHandle { agent_id, tunnel_id: t.id, tx: t.tx })
+    }
+
+    pub fn record_version(&self, agent_id: AgentId, version: AgentVersion) {
+        self.lock().versions.insert(agent_id, version);
+    }
+
+    /// The version the agent last announced, for skew checks against GitLab's version.
+    pub fn version(&self, agent_id: AgentId) -> Option<AgentVersion> {
+        self.lock().versions.get(&agent_id).cloned()
     }
 
     pub fn stats(&self, agent_id: AgentId) -> AgentStats {
@@ -427,6 +455,15 @@ mod tests {
         let h = r.try_find(3, "a.S", "M").unwrap();
         drop(reg);
         assert!(matches!(h.forward(call()).await, Err(TunnelGone(_))), "a dead tunnel gives the call back");
+    }
+
+    #[test]
+    fn user_agent_parsing() {
+        let v = AgentVersion::from_user_agent("gitlab-agent/v18.6.0/abc123 tonic/0.14.9").unwrap();
+        assert_eq!((v.version.as_str(), v.commit.as_str()), ("v18.6.0", "abc123"));
+        assert_eq!(AgentVersion::from_user_agent("gitlab-agent/v17.0.1").unwrap().commit, "");
+        assert_eq!(AgentVersion::from_user_agent("agentk/v14.0.0/x"), None);
+        assert_eq!(AgentVersion::from_user_agent(""), None);
     }
 
     #[test]
