@@ -96,7 +96,7 @@ async fn forwarded_round_trip_through_kas_and_agentk_binaries() {
 async fn forwarded_round_trip_over_tls_with_a_generated_ca() {
     let gl = gitlab_server().await;
     let dir = tempdir("binaries-tls");
-    let pki = pki();
+    let pki = pki("kas.test");
     let (ca, cert, key) =
         (write(&dir, "ca.pem", &pki.0), write(&dir, "kas.pem", &pki.1), write(&dir, "kas.key", &pki.2));
     let s =
@@ -108,7 +108,7 @@ async fn forwarded_round_trip_over_tls_with_a_generated_ca() {
 async fn tls_with_a_name_the_certificate_does_not_carry_never_connects() {
     let gl = gitlab_server().await;
     let dir = tempdir("binaries-tls-wrong-name");
-    let pki = pki();
+    let pki = pki("kas.test");
     let (ca, cert, key) =
         (write(&dir, "ca.pem", &pki.0), write(&dir, "kas.pem", &pki.1), write(&dir, "kas.key", &pki.2));
     let s = start(&gl, &dir, Some((cert.to_str().unwrap(), key.to_str().unwrap(), ca.to_str().unwrap(), "other.test")))
@@ -168,19 +168,6 @@ async fn kas_refuses_a_bad_config_naming_file_line_and_field() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:3:5: agent.listen.adress: unknown field `adress`", cfg.display())), "{err}");
-}
-
-/// (CA PEM, server certificate PEM for kas.test, server key PEM).
-fn pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["kas.test".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// The whole path with binaries: a CI job's kubeconfig → kas binary's k8s proxy → tunnel → agentk

@@ -195,21 +195,9 @@ async fn ping(kas: &Kas) -> String {
     r.into_inner().s1
 }
 
-fn pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["kas.test".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcs_through_https_proxy_with_a_custom_ca() {
-    let (ca, cert, key) = pki();
+    let (ca, cert, key) = pki("kas.test");
     let kas = start_kas(Some(&ServerTls::from_pem(cert.as_bytes(), key.as_bytes(), &[b"h2"]).unwrap())).await;
     let proxy = TestProxy::start(&["kas.test"], None).await;
     let e = env(&[("HTTPS_PROXY", format!("http://{}", proxy.addr)), ("HTTP_PROXY", "http://127.0.0.1:1".into())]);
@@ -288,7 +276,7 @@ async fn a_refused_connect_names_the_proxy_and_its_status_and_credentials_are_se
 async fn agentk_binary_honours_https_proxy_with_ca_cert_file() {
     let gl = gitlab_server().await;
     let dir = tempdir("http-proxy-binaries");
-    let (ca, cert, key) = pki();
+    let (ca, cert, key) = pki("kas.test");
     let (ca, cert, key) = (write(&dir, "ca.pem", &ca), write(&dir, "kas.pem", &cert), write(&dir, "kas.key", &key));
     let secret = write(&dir, "secret", &secret_b64());
     let cfg = format!(

@@ -2,6 +2,9 @@
 //! kas → tunnel → agentk on loopback TCP. GitLab is the stand-in served over HTTP; the cluster is the
 //! API server model, whose audit log shows the identity it saw.
 
+#[path = "common/procs.rs"]
+mod procs;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ use kasim_core::kas::{Kas, KasOptions};
 use kasim_core::transport::Accept;
 use kasim_core::transport::tcp::{TcpConnector, TcpListener};
 use kasim_gitlab::{
-    AgentId, Clock, GitLab, GroupId, JobEnvironment, JobId, NewJob, ProjectId, Settings, UserId, config_file_path,
+    AgentId, GitLab, GroupId, JobEnvironment, JobId, NewJob, ProjectId, Settings, UserId, config_file_path,
 };
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -30,15 +33,6 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const SA_TOKEN: &str = "agentk-service-account-token";
 const SA: &str = "system:serviceaccount:gitlab-agent:agentk";
 const CONTEXT: &str = "group1/agents:prod";
-
-#[derive(Debug)]
-struct WallClock;
-
-impl Clock for WallClock {
-    fn now_unix(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-    }
-}
 
 /// RBAC: agentk may impersonate; CI jobs (group gitlab:ci_job) may read pods and nothing else.
 const CLUSTER_FIXTURES: &str = r#"
@@ -109,19 +103,6 @@ where
     addr
 }
 
-/// (CA PEM, certificate and key PEM for 127.0.0.1).
-fn loopback_pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
 async fn env() -> Env {
     env_with(None, None).await
 }
@@ -162,7 +143,7 @@ async fn env_with(tls: Option<(&str, &str)>, upstream: Option<String>) -> Env {
     // `prod` authorizing project 150's jobs as ci_job; project group1/other is not authorized.
     let gitlab = GitLab::new(
         Settings { kas_jwt_secret: SECRET.to_vec(), k8s_proxy_url: proxy_url, token_seed: 3 },
-        Arc::new(WallClock),
+        Arc::new(procs::WallClock),
     );
     let g23 = gitlab.add_group(Some(GroupId(23)), None, "group1").unwrap();
     let g25 = gitlab.add_group(Some(GroupId(25)), Some(g23), "group1-1").unwrap();
@@ -397,7 +378,7 @@ async fn ci_job_kubeconfig_works_with_kubectl() {
         eprintln!("skipped: kubectl is not installed");
         return;
     }
-    let (ca, cert, key) = loopback_pki();
+    let (ca, cert, key) = procs::pki("127.0.0.1");
     let env = env_with(Some((&cert, &key)), None).await;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kubectl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -15,7 +15,7 @@ pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 /// The stand-in checks kas's JWTs against real time, because the kas binary signs with it.
 #[derive(Debug)]
-struct WallClock;
+pub struct WallClock;
 
 impl Clock for WallClock {
     fn now_unix(&self) -> i64 {
@@ -125,4 +125,17 @@ pub fn tempdir(name: &str) -> PathBuf {
 pub fn addr_after(line: &str, marker: &str) -> String {
     let rest = &line[line.find(marker).unwrap() + marker.len()..];
     rest.split_whitespace().next().unwrap().to_owned()
+}
+
+/// A test PKI: (CA PEM, certificate PEM for `name` (DNS name or IP), key PEM).
+pub fn pki(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
