@@ -48,7 +48,7 @@ rules:
   resources: [users, groups, serviceaccounts]
   verbs: [impersonate]
 - apiGroups: [authentication.k8s.io]
-  resources: [uids, userextras/agent.gitlab.com/id, userextras/agent.gitlab.com/config_project_id, userextras/agent.gitlab.com/project_id, userextras/agent.gitlab.com/ci_pipeline_id, userextras/agent.gitlab.com/ci_job_id, userextras/agent.gitlab.com/username, userextras/agent.gitlab.com/environment_slug, userextras/agent.gitlab.com/environment_tier]
+  resources: [uids, userextras/agent.gitlab.com/id, userextras/agent.gitlab.com/config_project_id, userextras/agent.gitlab.com/project_id, userextras/agent.gitlab.com/ci_pipeline_id, userextras/agent.gitlab.com/ci_job_id, userextras/agent.gitlab.com/username, userextras/agent.gitlab.com/environment_slug, userextras/agent.gitlab.com/environment_tier, userextras/agent.gitlab.com/access_type]
   verbs: [impersonate]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -76,6 +76,8 @@ subjects:
 
 struct Env {
     gitlab: GitLab,
+    proxy_url: String,
+    user: UserId,
     apiserver: ApiServer,
     job_token: String,
     other_job_token: String,
@@ -141,6 +143,7 @@ async fn env_with(tls: Option<(&str, &str)>, upstream: Option<String>) -> Env {
 
     // GitLab: groups 23 > 25 > project 150 (the seed example), config project group1/agents with agent
     // `prod` authorizing project 150's jobs as ci_job; project group1/other is not authorized.
+    let proxy_url_for_env = proxy_url.clone();
     let gitlab = GitLab::new(
         Settings { kas_jwt_secret: SECRET.to_vec(), k8s_proxy_url: proxy_url, token_seed: 3 },
         Arc::new(procs::WallClock),
@@ -156,7 +159,7 @@ async fn env_with(tls: Option<(&str, &str)>, upstream: Option<String>) -> Env {
         .set_file(
             cfg,
             &config_file_path("prod"),
-            "ci_access:\n  projects:\n    - id: group1/group1-1/project1\n      default_namespace: default\n      access_as:\n        ci_job: {}\n",
+            "ci_access:\n  projects:\n    - id: group1/group1-1/project1\n      default_namespace: default\n      access_as:\n        ci_job: {}\nuser_access:\n  access_as:\n    user: {}\n  projects:\n    - id: group1/group1-1/project1\n",
         )
         .unwrap();
     let agent_token = gitlab.create_agent_token(agent).unwrap();
@@ -229,7 +232,7 @@ async fn env_with(tls: Option<(&str, &str)>, upstream: Option<String>) -> Env {
     )
     .unwrap();
     agentk.start();
-    Env { gitlab, apiserver, job_token, other_job_token, shutdown }
+    Env { gitlab, proxy_url: proxy_url_for_env, user, apiserver, job_token, other_job_token, shutdown }
 }
 
 async fn client_for(env: &Env, token: &str, mutate: impl FnOnce(&mut Kubeconfig)) -> kube::Client {
@@ -491,4 +494,47 @@ async fn upgraded_connections_carry_bytes_both_ways() {
         tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut got)).await.unwrap().unwrap();
         assert_eq!(got, word.to_uppercase().as_bytes());
     }
+}
+
+/// User access with a personal access token: the proxy impersonates the GitLab user with role groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_access_token_acts_as_the_gitlab_user() {
+    let env = env().await;
+    env.gitlab.add_project_member(ProjectId(150), env.user, kasim_gitlab::Role::Developer).unwrap();
+    let pat = env.gitlab.add_pat(env.user, &["k8s_proxy"]).unwrap();
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: gitlab\n  cluster: {{server: '{}'}}\nusers:\n- name: alice\n  user: {{token: 'pat:2:{pat}'}}\ncontexts:\n- name: c\n  context: {{cluster: gitlab, user: alice}}\ncurrent-context: c\n",
+        env.proxy_url
+    );
+    let kc = Kubeconfig::from_yaml(&kc).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let review = Api::<SelfSubjectReview>::all(client)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .unwrap();
+    let info = review.status.unwrap().user_info.unwrap();
+    assert_eq!(info.username.as_deref(), Some("gitlab:user:alice"));
+    assert_eq!(info.groups.unwrap(), ["gitlab:user", "gitlab:project_role:150:developer", "system:authenticated"]);
+    let extra = info.extra.unwrap();
+    assert_eq!(extra["agent.gitlab.com/access_type"], ["personal_access_token"]);
+
+    // A PAT without the k8s_proxy scope is refused by GitLab, and kas says so.
+    let weak = env.gitlab.add_pat(env.user, &["read_api"]).unwrap();
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: gitlab\n  cluster: {{server: '{}'}}\nusers:\n- name: alice\n  user: {{token: 'pat:2:{weak}'}}\ncontexts:\n- name: c\n  context: {{cluster: gitlab, user: alice}}\ncurrent-context: c\n",
+        env.proxy_url
+    );
+    let config =
+        kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&kc).unwrap(), &KubeConfigOptions::default())
+            .await
+            .unwrap();
+    let err = Api::<Pod>::default_namespaced(kube::Client::try_from(config).unwrap())
+        .list(&ListParams::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        api_error(err),
+        (401, "GitLab Agent Server: Unauthorized: user is not authorized to access the agent".to_owned())
+    );
 }
