@@ -15,7 +15,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::StatusCode;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
@@ -36,12 +35,12 @@ use super::identity;
 use super::router::Router;
 use crate::agentk::kubernetes_api::header_extra;
 use crate::http_meta;
-use crate::proto::grpctool::{HttpRequest, http_request, http_response};
+use crate::proto::grpctool::{HttpRequest, HttpResponse, http_request, http_response};
 use crate::proto::kubernetes_api::rpc::ImpersonationConfig;
-use crate::proto::kubernetes_api::rpc::kubernetes_api_client::KubernetesApiClient;
 use crate::proto::prototool;
 use crate::transport::Accept;
 use crate::tunnel::automaton::{Checker, HTTP_RESPONSE};
+use crate::tunnel::call::{CallEvent, CallEvents, OutboundCall};
 
 /// Body of proxy responses.
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -210,8 +209,10 @@ impl K8sProxy {
             content_length: Some(content_length),
         };
 
-        let (req_tx, req_rx) = mpsc::channel::<HttpRequest>(16);
-        let msg = |m| HttpRequest { message: Some(m) };
+        // The request goes straight to the router as encoded `grpctool.HttpRequest` messages of a
+        // `KubernetesApi/MakeRequest` call: no tonic client or HTTP/2 framing inside kas.
+        let (req_tx, req_rx) = mpsc::channel::<Bytes>(16);
+        let msg = |m| Bytes::from(prost::Message::encode_to_vec(&HttpRequest { message: Some(m) }));
         let _ = req_tx.send(msg(http_request::Message::Header(header))).await;
         let (upgraded_tx, upgraded_rx) = tokio::sync::oneshot::channel::<ReadHalf<TokioIo<hyper::upgrade::Upgraded>>>();
         let body_tx = req_tx.clone();
@@ -255,9 +256,8 @@ impl K8sProxy {
         });
         drop(req_tx);
 
-        let mut client = KubernetesApiClient::new(self.inner.router.channel(agent_id));
-        let mut stream =
-            client.make_request(ReceiverStream::new(req_rx)).await.map_err(|s| bad_gateway(&s))?.into_inner();
+        let call = OutboundCall::new(MAKE_REQUEST, Default::default(), req_rx);
+        let mut stream = Responses::new(self.inner.router.call(agent_id, call).await.map_err(|s| bad_gateway(&s))?);
         let mut order = Checker::new(&HTTP_RESPONSE);
         let first = stream.message().await.map_err(|s| bad_gateway(&s))?;
         let head = match first.and_then(|m| m.message) {
@@ -285,9 +285,10 @@ impl K8sProxy {
         let (down_tx, mut down_rx) = mpsc::channel::<Bytes>(16);
         tokio::spawn(async move {
             let mut frames_tx = Some(frames_tx);
-            while let Some(m) = stream.next().await {
-                let m = match m {
-                    Ok(m) => m,
+            loop {
+                let m = match stream.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return,
                     Err(s) => {
                         if let Some(tx) = &frames_tx {
                             let _ = tx.send(Err(format!("agent: {}", s.message()).into())).await;
@@ -401,6 +402,37 @@ impl K8sProxy {
             _ => refuse(StatusCode::UNAUTHORIZED, "user is not authorized to access the agent"),
         })?;
         Ok(identity::for_user(&auth, access_type))
+    }
+}
+
+/// The full method name of `KubernetesApi/MakeRequest`.
+const MAKE_REQUEST: &str = "/gitlab.agent.kubernetes_api.rpc.KubernetesApi/MakeRequest";
+
+/// The agent's `HttpResponse` messages out of the call's events (what a tonic client's `Streaming`
+/// would give): gRPC headers and trailers are skipped, an error status ends the stream.
+struct Responses {
+    events: CallEvents,
+}
+
+impl Responses {
+    fn new(events: CallEvents) -> Self {
+        Self { events }
+    }
+
+    async fn message(&mut self) -> Result<Option<HttpResponse>, Status> {
+        loop {
+            match self.events.recv().await {
+                None => return Ok(None),
+                Some(Err(s)) => return Err(s),
+                Some(Ok(CallEvent::Header(_) | CallEvent::Trailer(_))) => {}
+                Some(Ok(CallEvent::Error(s))) => return Err(crate::grpc::status::from_proto(&s)),
+                Some(Ok(CallEvent::Message(m))) => {
+                    return prost::Message::decode(m)
+                        .map(Some)
+                        .map_err(|e| Status::internal(format!("HttpResponse: {e}")));
+                }
+            }
+        }
     }
 }
 
