@@ -351,7 +351,7 @@ fn merge(base: &mut Expect, o: &Expect) {
     macro_rules! take {
         ($($f:ident),*) => { $( if o.$f.is_some() { base.$f = o.$f.clone(); } )* };
     }
-    take!(status, message, message_contains, body_contains, identity, latency);
+    take!(status, message, message_contains, body_contains, body_excludes, body_json, identity, latency);
 }
 
 /// Every mismatch between `e` and `a`, as `field: expected X, got Y`.
@@ -382,6 +382,17 @@ pub fn compare(e: &Expect, a: &Actual) -> Vec<String> {
     {
         p.push(format!("body: expected to contain {b:?}, got {:?}", a.body.chars().take(300).collect::<String>()));
     }
+    if let Some(b) = &e.body_excludes
+        && a.body.contains(b.as_str())
+    {
+        p.push(format!("body: expected not to contain {b:?}"));
+    }
+    if let Some(want) = &e.body_json {
+        let got: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_default();
+        if let Some(path) = json_mismatch(want, &got, String::new()) {
+            p.push(format!("body_json: at {path:?} expected {}, got {}", pick(want, &path), pick(&got, &path)));
+        }
+    }
     if let Some(want) = &e.identity {
         let got = a.identity.clone().unwrap_or_default();
         if want.user.is_some() && want.user != got.user {
@@ -401,4 +412,30 @@ pub fn compare(e: &Expect, a: &Actual) -> Vec<String> {
         }
     }
     p
+}
+
+/// The first path where `got` does not partially match `want` (objects: subset; else equality).
+fn json_mismatch(want: &serde_json::Value, got: &serde_json::Value, at: String) -> Option<String> {
+    match (want, got) {
+        (serde_json::Value::Object(w), serde_json::Value::Object(g)) => w.iter().find_map(|(k, wv)| {
+            let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            match g.get(k) {
+                Some(gv) => json_mismatch(wv, gv, here),
+                None => Some(here),
+            }
+        }),
+        _ if want == got => None,
+        _ => Some(at),
+    }
+}
+
+fn pick(v: &serde_json::Value, path: &str) -> String {
+    let mut cur = v;
+    for k in path.split('.').filter(|k| !k.is_empty()) {
+        match cur.get(k) {
+            Some(n) => cur = n,
+            None => return "nothing".into(),
+        }
+    }
+    cur.to_string()
 }

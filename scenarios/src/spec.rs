@@ -229,6 +229,13 @@ pub struct Expect {
     /// A substring of the response body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_contains: Option<String>,
+    /// A substring the response body must not contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_excludes: Option<String>,
+    /// A partial match of the JSON body: every given key must be there with this value (objects
+    /// recursively; arrays and scalars exactly), like chainsaw's `assert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_json: Option<serde_json::Value>,
     /// The identity the API server acted as (its audit log), compared exactly per given field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
