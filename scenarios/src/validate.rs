@@ -55,7 +55,18 @@ struct Errors<'a> {
 impl Errors<'_> {
     fn at(&mut self, field: &str, message: impl Into<String>) {
         let (file, field, message) = (self.file.to_owned(), field.to_owned(), message.into());
-        self.list.push(match locate(self.text, field.as_str()) {
+        // Flow-style maps and lists (`{id: 1}`) hide their keys from the locator: fall back to the
+        // nearest enclosing key that can be found, and still name the full field.
+        let mut at = None;
+        let mut probe = field.as_str();
+        while at.is_none() && !probe.is_empty() {
+            at = locate(self.text, probe);
+            probe = match probe.rfind(['.', '[']) {
+                Some(i) => &probe[..i],
+                None => "",
+            };
+        }
+        self.list.push(match at {
             Some((line, column)) => ConfigError::Field { file, line, column, field, message },
             None => ConfigError::Invalid { file, field, message },
         });
