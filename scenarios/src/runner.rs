@@ -338,8 +338,7 @@ fn request(
         srv.audit()
             .into_iter()
             .skip(audit_from)
-            .filter(|e| e.path == path && e.method.eq_ignore_ascii_case(&r.method))
-            .next_back()
+            .rfind(|e| e.path == path && e.method.eq_ignore_ascii_case(&r.method))
             .and_then(|e| e.effective_user().cloned())
             .map(|u| Identity { user: Some(u.username), groups: Some(u.groups), extra: Some(u.extra) })
     });
