@@ -6,6 +6,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use kasim_core::agentk::kube_backend::KubeBackend;
+use kasim_core::agentk::kubernetes_api::KubernetesApiService;
 use kasim_core::agentk::{AgentServices, Agentk, AgentkOptions, PoolConfig};
 use kasim_core::testing_service::TestingService;
 use kasim_core::tunnel::registry::AgentId;
@@ -35,6 +37,20 @@ pub type ServicesFactory = Arc<dyn Fn(&ClusterContext) -> AgentServices + Send +
 /// The default: the Testing service only.
 pub fn testing_services() -> ServicesFactory {
     Arc::new(|_| AgentServices::default().add_service(TestingService::server()))
+}
+
+/// agentk's Kubernetes API module (talking to the cluster's API server model as agentk's service
+/// account) next to the Testing service, so CI jobs reach the cluster and load steps can hold streams.
+pub fn kubernetes_services() -> ServicesFactory {
+    Arc::new(|c: &ClusterContext| {
+        let svc = AgentServices::default().add_service(TestingService::server());
+        let Some(addr) = &c.apiserver else { return svc };
+        match KubeBackend::new(Arc::new(SimConnector), &format!("http://{addr}"), Some(c.apiserver_token.clone())) {
+            Ok(b) => svc.add_service(KubernetesApiService::server(b, kasim_core::agentk::DEFAULT_VERSION, "kasim-sim")),
+            // A malformed URL cannot come from the world (it builds `apiserver-<i>:6443` itself).
+            Err(_) => svc,
+        }
+    })
 }
 
 /// Everything one agentk incarnation needs.

@@ -33,6 +33,8 @@ pub struct ConnInfo {
 struct Inner {
     next_id: u64,
     live: BTreeMap<u64, ConnInfo>,
+    /// Connections ever accepted, by accepting host.
+    opened: BTreeMap<String, u64>,
 }
 
 /// The table of live observed connections; cheap to clone.
@@ -51,6 +53,7 @@ impl ConnTable {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
+        *inner.opened.entry(info.host.clone()).or_default() += 1;
         inner.live.insert(id, info);
         id
     }
@@ -62,6 +65,16 @@ impl ConnTable {
     /// Live connections, by id.
     pub fn live(&self) -> Vec<(u64, ConnInfo)> {
         self.lock().live.iter().map(|(id, c)| (*id, c.clone())).collect()
+    }
+
+    /// Connections ever accepted by hosts whose name starts with `prefix` (`kas-`, `proxy`).
+    pub fn opened(&self, prefix: &str) -> u64 {
+        self.lock().opened.iter().filter(|(h, _)| h.starts_with(prefix)).map(|(_, n)| n).sum()
+    }
+
+    /// When the oldest live connection of hosts starting with `prefix` was opened.
+    pub fn oldest(&self, prefix: &str) -> Option<Duration> {
+        self.lock().live.values().filter(|c| c.host.starts_with(prefix)).map(|c| c.opened_at).min()
     }
 
     /// Forgets every connection held by `host` (its software crashed; the streams are gone).

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::topology::SimDuration;
 
 /// A link between two hosts, by name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
     pub a: String,
@@ -38,7 +38,7 @@ impl fmt::Display for Link {
 }
 
 /// A directed link.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OneWay {
     pub from: String,
@@ -47,7 +47,7 @@ pub struct OneWay {
 
 /// A swizzle-clog: clog `count` seeded-random links one by one, `interval` apart, then unclog
 /// them in seeded-random order, `interval` apart (FoundationDB's swizzle-clogging).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Swizzle {
     pub count: usize,
@@ -58,7 +58,7 @@ pub struct Swizzle {
 }
 
 /// One fault, internally tagged: `{ kind: hold, a: agentk-0, b: proxy }`, `{ kind: proxy_cut }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     Hold(Link),

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kasim_core::kas::gitlab::GitLabApi;
+use kasim_core::kas::k8s_proxy::K8sProxyOptions;
 use kasim_core::kas::listener::ListenerOptions;
 use kasim_core::kas::tracker::Tracker;
 use kasim_core::kas::{Kas, KasOptions};
@@ -45,6 +46,14 @@ impl KasHostConfig {
     }
 }
 
+/// kas's Kubernetes API proxy port (plain HTTP inside the simulation).
+pub const K8S_PROXY_PORT: u16 = 8160;
+
+/// `kas-<replica>:8160`.
+pub fn k8s_proxy_authority(replica: usize) -> String {
+    format!("kas-{replica}:{K8S_PROXY_PORT}")
+}
+
 /// `grpc://<host>:8155`.
 pub fn private_url(host: &str) -> String {
     format!("grpc://{host}:{PRIVATE_API_PORT}")
@@ -68,12 +77,15 @@ pub async fn run(cfg: KasHostConfig) -> turmoil::Result {
         cfg.time.clone(),
     );
     let private = SimListener::bind(PRIVATE_API_PORT, &cfg.name).await?;
+    let k8s = SimListener::bind(K8S_PROXY_PORT, &cfg.name).await?;
     *cfg.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(kas.clone());
     cfg.trace.record(&cfg.name, "started");
     let shutdown = CancellationToken::new();
     let (k1, k2, s1, s2) = (kas.clone(), kas.clone(), shutdown.clone(), shutdown.clone());
     tokio::spawn(async move { k1.serve_agents(Box::new(agents), s1).await });
     tokio::spawn(async move { k2.serve_private_api(Box::new(private), s2).await });
+    let (proxy, s3) = (kas.k8s_proxy(K8sProxyOptions::default()), shutdown.clone());
+    tokio::spawn(async move { proxy.serve(Box::new(k8s), s3).await });
     kas.run_tracker(shutdown).await;
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::topology::SimDuration;
 use crate::world::{RunError, WORLD, World};
 
 /// Liveness settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Liveness {
     /// Time from the heal until every agent must be connected and every probe answered. The

@@ -21,7 +21,7 @@ use crate::swizzle;
 use crate::topology::SimDuration;
 
 /// One scheduled fault.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub at: SimDuration,
@@ -29,7 +29,7 @@ pub struct Entry {
 }
 
 /// Faults in time order.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Schedule {
     pub entries: Vec<Entry>,

@@ -32,6 +32,26 @@ impl<'de> Deserialize<'de> for SimDuration {
     }
 }
 
+impl serde::Serialize for SimDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl schemars::JsonSchema for SimDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Go-style duration: 2h, 1h30m, 250ms",
+            "pattern": "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+        })
+    }
+}
+
 impl fmt::Display for SimDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&kasim_core::duration::format(self.0))
@@ -39,7 +59,7 @@ impl fmt::Display for SimDuration {
 }
 
 /// The whole world.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Topology {
     /// turmoil's fixed step. 10 ms resolves individual round trips; 100 ms is ten times cheaper
@@ -83,7 +103,7 @@ impl Default for Topology {
 }
 
 /// Message latency bounds for all links.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LatencyRange {
     pub min: SimDuration,
@@ -97,7 +117,7 @@ impl Default for LatencyRange {
 }
 
 /// The kas replicas (`kas-0` …), sharing one in-memory tunnel tracker.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KasTopology {
     pub replicas: usize,
@@ -120,14 +140,14 @@ impl KasTopology {
 }
 
 /// One agent: a real agentk with its pool.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentTopology {
     pub pool: PoolTopology,
 }
 
 /// agentk's pool limits (upstream defaults).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolTopology {
     pub min_idle: usize,
@@ -161,7 +181,7 @@ impl PoolTopology {
 }
 
 /// The L4 proxy in front of kas (GitLab.com puts one there; it has its own connection lifetime).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyTopology {
     /// Every proxied connection is cut at this age. `0` = never.
@@ -177,7 +197,7 @@ impl Default for ProxyTopology {
 
 /// How the proxy picks a kas replica for a new connection. All choices are deterministic.
 /// Internally tagged (`{ kind: index, replica: 1 }`) so it reads the same in YAML and JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Assignment {
     /// kas-0, kas-1, … in turn (the counter survives proxy restarts).
@@ -189,7 +209,7 @@ pub enum Assignment {
 }
 
 /// How kas learns about agent tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GitLabMode {
     /// kas calls the GitLab stand-in host over simulated HTTP with the JWT secret.
@@ -199,7 +219,7 @@ pub enum GitLabMode {
 }
 
 /// A host issuing requests through kas.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriverTopology {
     /// One unary Testing call every `interval`, to the agents in turn. `0` = none.
@@ -226,7 +246,7 @@ impl Default for DriverTopology {
 }
 
 /// Deliberately broken driver behaviour that the request checker must catch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DriverBug {
     /// Forget the outcome of every n-th request.
@@ -236,7 +256,7 @@ pub enum DriverBug {
 }
 
 /// What goes into the trace besides world events.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TraceTopology {
     /// Capture `tracing` events of kas/agentk at this level or above (`error`, `warn`, `info`,

@@ -21,12 +21,14 @@ use crate::agent_host::{self, AgentHostConfig, ClusterContext, ServicesFactory};
 use crate::apiserver_host::{self, APISERVER_PORT};
 use crate::capture::CaptureLayer;
 use crate::checker::{AgentProbe, Checkers, Violation};
+use crate::client::{self, CLIENT_HOST, ClientConfig, ClientControl};
 use crate::clock::SimClock;
 use crate::conn::ConnTable;
 use crate::driver::{self, DriverConfig, DriverControl};
 use crate::fault::{Fault, FaultError, Link};
+use crate::fixtures::{AGENTK_RBAC, AGENTK_SERVICE_ACCOUNT, Fixtures};
 use crate::gitlab_host::{self, GITLAB_HOST};
-use crate::kas_host::{self, KasHostConfig, KasSlot, private_url};
+use crate::kas_host::{self, KasHostConfig, KasSlot, k8s_proxy_authority, private_url};
 use crate::ledger::Ledger;
 use crate::liveness::LivenessError;
 use crate::proxy::{self, PROXY_HOST, ProxyConfig, ProxyControl};
@@ -46,6 +48,8 @@ pub enum WorldError {
     GitLab(#[from] kasim_gitlab::ModelError),
     #[error("API server model: {0}")]
     ApiServer(#[from] kasim_apiserver::LoadError),
+    #[error("fixtures: {0}")]
+    Fixtures(String),
 }
 
 /// Why a run failed.
@@ -71,11 +75,13 @@ impl From<Violation> for RunError {
 #[derive(Clone)]
 pub struct Extensions {
     pub services: ServicesFactory,
+    /// Scenario-supplied GitLab and cluster contents; also starts the CI client host.
+    pub fixtures: Option<Fixtures>,
 }
 
 impl Default for Extensions {
     fn default() -> Self {
-        Self { services: agent_host::testing_services() }
+        Self { services: agent_host::testing_services(), fixtures: None }
     }
 }
 
@@ -134,6 +140,9 @@ pub struct World {
     pub(crate) steps: u64,
     pub(crate) checks: u64,
     pub(crate) faults_applied: u64,
+    pub(crate) gitlab: Option<GitLab>,
+    pub(crate) apiservers: Vec<Arc<ApiServer>>,
+    pub(crate) client: Option<ClientControl>,
     replay: String,
     _capture: Option<tracing::subscriber::DefaultGuard>,
 }
@@ -188,6 +197,9 @@ impl World {
             steps: 0,
             checks: 0,
             faults_applied: 0,
+            gitlab: None,
+            apiservers: vec![],
+            client: None,
             replay: "cargo test -p kasim-sim".into(),
             _capture: capture,
         };
@@ -203,23 +215,40 @@ impl World {
         let token_seed = seed.derive("gitlab/tokens");
         self.derived.note("gitlab.token_seed", token_seed);
         let secret = seed.derive("gitlab/kas-secret").to_be_bytes().to_vec();
+        let k8s_proxy_url = match &ext.fixtures {
+            Some(_) => format!("http://{}", k8s_proxy_authority(0)),
+            None => "https://kas.kasim.test/k8s-proxy".into(),
+        };
         let gitlab = GitLab::new(
-            Settings {
-                kas_jwt_secret: secret.clone(),
-                k8s_proxy_url: "https://kas.kasim.test/k8s-proxy".into(),
-                token_seed,
-            },
+            Settings { kas_jwt_secret: secret.clone(), k8s_proxy_url, token_seed },
             Arc::new(SimClock::default()),
         );
-        let group = gitlab.add_group(None, None, "kasim")?;
-        let project = gitlab.add_project(None, group, "clusters")?;
         let mut agent_ids = vec![];
         let mut tokens = vec![];
-        for i in 0..t.agents.len() {
-            let id = gitlab.add_agent(None, project, &format!("agent-{i}"))?;
-            tokens.push(gitlab.create_agent_token(id)?);
-            agent_ids.push(id.0);
+        let mut project = kasim_gitlab::ProjectId(0);
+        if let Some(f) = &ext.fixtures {
+            let ids = (f.gitlab)(&gitlab).map_err(WorldError::Fixtures)?;
+            if ids.len() != t.agents.len() {
+                return Err(WorldError::Fixtures(format!(
+                    "{} agents in GitLab for {} agents in the topology",
+                    ids.len(),
+                    t.agents.len()
+                )));
+            }
+            for id in ids {
+                tokens.push(gitlab.create_agent_token(id)?);
+                agent_ids.push(id.0);
+            }
+        } else {
+            let group = gitlab.add_group(None, None, "kasim")?;
+            project = gitlab.add_project(None, group, "clusters")?;
+            for i in 0..t.agents.len() {
+                let id = gitlab.add_agent(None, project, &format!("agent-{i}"))?;
+                tokens.push(gitlab.create_agent_token(id)?);
+                agent_ids.push(id.0);
+            }
         }
+        self.gitlab = Some(gitlab.clone());
         let gitlab_api: Arc<dyn GitLabApi> = match t.gitlab {
             GitLabMode::Http => {
                 let gl = Arc::new(gitlab.clone());
@@ -246,17 +275,19 @@ impl World {
             let sa_token = format!("sa-{:016x}", seed.derive(&format!("apiserver-{i}/sa-token")));
             let apiserver = if t.apiservers {
                 let name = apiserver_host::host_name(i);
-                let server = Arc::new(
-                    ApiServer::builder(KubeVersion::V1_33)
-                        .token(
-                            sa_token.clone(),
-                            UserInfo {
-                                username: "system:serviceaccount:gitlab-agent:agentk".into(),
-                                ..Default::default()
-                            },
-                        )
-                        .build()?,
+                let version = ext.fixtures.as_ref().map_or(KubeVersion::V1_33, |f| f.kube_version);
+                let mut builder = ApiServer::builder(version).token(
+                    sa_token.clone(),
+                    UserInfo { username: AGENTK_SERVICE_ACCOUNT.into(), ..Default::default() },
                 );
+                if let Some(f) = &ext.fixtures {
+                    builder = builder.yaml(AGENTK_RBAC);
+                    if let Some(y) = f.cluster_yaml.get(i) {
+                        builder = builder.yaml(y.clone());
+                    }
+                }
+                let server = Arc::new(builder.build()?);
+                self.apiservers.push(server.clone());
                 let (n, trace) = (name.clone(), self.trace.clone());
                 self.add_host(&name, move || apiserver_host::run(n.clone(), server.clone(), trace.clone()));
                 Some(format!("{name}:{APISERVER_PORT}"))
@@ -347,7 +378,27 @@ impl World {
             self.drivers.push((name, control));
         }
 
+        // The CI client host, when the scenario brings its own GitLab and clusters.
+        if ext.fixtures.is_some() {
+            let control = ClientControl::default();
+            let cfg = ClientConfig {
+                agents: agent_ids.clone(),
+                kas_private_urls: urls.clone(),
+                control: control.clone(),
+                ledger: self.ledger.clone(),
+                trace: self.trace.clone(),
+                time: self.time.clone(),
+            };
+            self.add_host(CLIENT_HOST, move || client::run(cfg.clone()));
+            self.client = Some(control);
+        }
+
         self.links = links(&t, &kas_hosts);
+        if self.client.is_some() {
+            for k in &kas_hosts {
+                self.links.push(Link::new(CLIENT_HOST, k));
+            }
+        }
         Ok(())
     }
 
@@ -393,6 +444,32 @@ impl World {
 
     pub fn seed(&self) -> Seed {
         self.seed
+    }
+
+    /// The GitLab model (job tokens, kubeconfigs).
+    pub fn gitlab(&self) -> Option<&GitLab> {
+        self.gitlab.as_ref()
+    }
+
+    /// API server model of cluster `i` (audit log, objects).
+    pub fn apiserver(&self, i: usize) -> Option<&ApiServer> {
+        self.apiservers.get(i).map(|a| &**a)
+    }
+
+    /// The CI client host's handle; `Some` when the world was built with fixtures.
+    pub fn client(&self) -> Option<&ClientControl> {
+        self.client.as_ref()
+    }
+
+    /// The live observed connections (kas agent listeners and proxied ones).
+    pub fn connections(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// agentk's pool statistics of agent `i` (`None` while its host is down).
+    pub fn pool_stats(&self, agent: usize) -> Option<kasim_core::agentk::PoolStats> {
+        let a = self.agents.get(agent)?;
+        a.slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|a| a.stats())
     }
 
     pub fn derived(&self) -> &Derived {
@@ -584,6 +661,25 @@ impl World {
             Fault::Heal => self.heal(),
         }
         Ok(())
+    }
+
+    /// Applies `fault` now; a swizzle is expanded from the seed (noted in the derived settings and
+    /// the trace) and played to its end, so scenario steps can use every fault kind.
+    pub fn apply_expanded(&mut self, fault: &Fault) -> Result<(), RunError> {
+        if !matches!(fault, Fault::Swizzle(_)) {
+            return self.apply(fault);
+        }
+        let now = self.sim.elapsed();
+        let schedule = crate::schedule::Schedule {
+            entries: vec![crate::schedule::Entry { at: crate::topology::SimDuration(now), fault: fault.clone() }],
+        };
+        let links = self.links.clone();
+        let compiled = schedule.compile(&links, self.seed, &mut self.derived)?;
+        if let Some((k, v)) = self.derived.entries().last() {
+            self.trace.record(WORLD, format_args!("derived {k}: {v}"));
+        }
+        let end = schedule.end(&compiled);
+        self.run_schedule(&compiled, end)
     }
 
     fn bounce(&mut self, host: &str) -> Result<(), FaultError> {

@@ -1,0 +1,85 @@
+//! What a run produced: the per-run record the reports (summary, JUnit, JSON) are made from.
+//!
+//! Request outcomes are keyed `<scenario>/<step>/<version>` so `kasim diff` can compare two JSON
+//! reports (e.g. simulator against a real cluster) request by request.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::spec::Expect;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pass,
+    Fail,
+}
+
+/// One scenario × version × seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub scenario: String,
+    pub file: String,
+    pub version: String,
+    pub seed: u64,
+    pub status: Status,
+    /// Virtual time at the end of the run, in milliseconds.
+    pub virtual_ms: u128,
+    pub steps: Vec<StepResult>,
+    /// The first failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    pub replay: String,
+    /// Every setting derived from the seed.
+    pub derived: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub name: String,
+    pub kind: &'static str,
+    pub status: Status,
+    /// Virtual time when the step ended, in milliseconds.
+    pub at_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestOutcome>,
+    /// Mismatches, one per line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// A request step's request, expectation and outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestOutcome {
+    /// `<scenario>/<step>/<version>`.
+    pub key: String,
+    pub job: String,
+    pub method: String,
+    pub path: String,
+    pub expected: Expect,
+    pub actual: Actual,
+}
+
+/// What came back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Actual {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::spec::Identity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: u128,
+    /// The body, cut to 2 KiB.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub step: String,
+    pub expected: String,
+    pub actual: String,
+}

@@ -1,0 +1,82 @@
+//! The `kasim` binary: exit codes, summary, valid JUnit XML and JSON results.
+
+use std::process::Command;
+
+fn kasim(args: &[&str]) -> (i32, String, String) {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_kasim")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn run_writes_summary_junit_and_json() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (junit, json) = (dir.join("kasim.xml"), dir.join("kasim.json"));
+    let (code, out, err) = kasim(&[
+        "run",
+        "rbac-impersonation.yaml",
+        "k8s-versions.yaml",
+        "--junit",
+        junit.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("PASS rbac-impersonation k8s 1.32 seed 1 virtual 5s920ms"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    assert_eq!(cases.len(), 6);
+    assert_eq!(doc.root_element().attribute("failures"), Some("0"));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let keys: Vec<&str> =
+        v["runs"][0]["steps"].as_array().unwrap().iter().filter_map(|s| s["request"]["key"].as_str()).collect();
+    assert_eq!(keys[0], "rbac-impersonation/ci-job-reads-pods/1.31");
+}
+
+#[test]
+fn a_failing_scenario_exits_1_and_junit_carries_step_expected_actual_and_replay() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let bad = dir.join("wrong-expectation.yaml");
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s-versions.yaml"))
+        .unwrap()
+        .replace("gitVersion: v1.33.1", "gitVersion: v1.33.9");
+    std::fs::write(&bad, text).unwrap();
+    let junit = dir.join("fail.xml");
+    let (code, out, _) = kasim(&["run", bad.to_str().unwrap(), "--k8s", "1.33", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL k8s-versions k8s 1.33 seed 1"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+    let body = failure.text().unwrap();
+    assert!(body.contains("step: version"), "{body}");
+    assert!(body.contains(r#"expected: {"status":200,"body_json":{"gitVersion":"v1.33.9""#), "{body}");
+    assert!(body.contains(r#"actual: body_json: at "gitVersion" expected "v1.33.9", got "v1.33.1""#), "{body}");
+    assert!(body.contains("replay: cargo run -p kasim-scenarios --bin kasim -- replay"), "{body}");
+}
+
+#[test]
+fn bad_input_exits_2() {
+    assert_eq!(kasim(&["run", "nope.yaml"]).0, 2);
+    let (code, _, err) = kasim(&["run", "k8s-versions.yaml", "--backend", "cluster"]);
+    assert_eq!((code, err.trim()), (2, "error: the cluster backend is not wired into this build yet"));
+    let (code, _, err) = kasim(&["run", "k8s-versions.yaml", "--k8s", "1.34"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("outside the GitLab agent's supported window"), "{err}");
+}
+
+#[test]
+fn lint_list_and_schema() {
+    let (code, out, err) = kasim(&["lint", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let (code, out, _) = kasim(&["schema"]);
+    assert_eq!(code, 0);
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(schema["properties"]["steps"].is_object(), "{out}");
+}
