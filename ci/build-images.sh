@@ -22,7 +22,8 @@ build() { # image dockerfile binary
   ctx="$(mktemp -d)"
   trap 'rm -rf "$ctx"' RETURN
   cp "$BIN_DIR/$3" "$ctx/$3"
-  if ldd "$ctx/$3" >/dev/null 2>&1; then
+  # ldd prints "statically linked" (exit 0) for static-pie; any "=>" line is a shared library.
+  if ldd "$ctx/$3" 2>/dev/null | grep -q '=>'; then
     echo "build-images: $BIN_DIR/$3 is dynamically linked; a FROM scratch image would not start" >&2
     exit 1
   fi
