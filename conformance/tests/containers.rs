@@ -57,7 +57,9 @@ async fn agent_in_a_container_reconnects_after_kas_is_killed_and_restarted() {
         eprintln!("skipped: {e}");
         return;
     }
+    let t0 = std::time::Instant::now();
     build_images(DEV_TAG).unwrap();
+    eprintln!("images built after {:?}", t0.elapsed());
     let id = std::process::id();
     let network = format!("kasim-conf-{id}");
     let (gitlab_name, kas_name) = (format!("kasim-gitlab-{id}"), format!("kasim-kas-{id}"));
@@ -110,14 +112,17 @@ async fn agent_in_a_container_reconnects_after_kas_is_killed_and_restarted() {
     let s1 =
         eventually_call(&format!("grpc://127.0.0.1:{port}"), standin.agent_id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(s1, "through containers");
+    eprintln!("first call through kas after {:?}", t0.elapsed());
 
     // Kill kas (SIGKILL, no grace) and start it again: agentk reconnects on its own.
     kas.stop_with_timeout(Some(0)).await.unwrap();
     let down = call(&format!("grpc://127.0.0.1:{port}"), standin.agent_id).await;
     assert!(down.is_err(), "kas is down, the call must fail: {down:?}");
     kas.start().await.unwrap();
+    eprintln!("kas killed and restarted after {:?}", t0.elapsed());
     let port = kas.get_host_port_ipv4(8155).await.unwrap();
     let s1 =
         eventually_call(&format!("grpc://127.0.0.1:{port}"), standin.agent_id, Duration::from_secs(90)).await.unwrap();
     assert_eq!(s1, "through containers");
+    eprintln!("served again after {:?}", t0.elapsed());
 }
