@@ -6,6 +6,7 @@
 //! results into the human summary, JUnit XML and JSON.
 
 pub mod assert;
+pub mod diff;
 pub mod fixtures;
 pub mod report;
 pub mod result;

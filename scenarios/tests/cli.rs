@@ -26,7 +26,7 @@ fn run_writes_summary_junit_and_json() {
         json.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("PASS rbac-impersonation k8s 1.32 seed 1 virtual 5s920ms"), "{out}");
+    assert!(out.contains("PASS rbac-impersonation k8s 1.32 seed 1 virtual 5s940ms"), "{out}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
@@ -79,4 +79,34 @@ fn lint_list_and_schema() {
     assert_eq!(code, 0);
     let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(schema["properties"]["steps"].is_object(), "{out}");
+}
+
+/// `kasim diff` on simulator outputs: 1.31 and 1.33 decide every request alike; a changed decision
+/// in one report is listed with the fields that differ.
+#[test]
+fn diff_lists_requests_whose_decision_status_or_identity_differ() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (a, b) = (dir.join("diff-1.31.json"), dir.join("diff-1.33.json"));
+    for (v, f) in [("1.31", &a), ("1.33", &b)] {
+        let (code, out, err) = kasim(&["run", "rbac-impersonation.yaml", "--k8s", v, "--json", f.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, out, _) = kasim(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.trim_end().ends_with("requests differ") && out.starts_with("0 of "), "{out}");
+
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&b).unwrap()).unwrap();
+    let step = v["runs"][0]["steps"].as_array_mut().unwrap().iter_mut().find(|s| s["request"].is_object()).unwrap();
+    let name = step["name"].as_str().unwrap().to_owned();
+    step["request"]["actual"]["status"] = serde_json::json!(403);
+    let changed = dir.join("diff-changed.json");
+    std::fs::write(&changed, v.to_string()).unwrap();
+    let (code, out, _) = kasim(&["diff", a.to_str().unwrap(), changed.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("rbac-impersonation/{name}: decision allowed → denied; status 200 → 403")), "{out}");
+    assert!(out.contains("1 of "), "{out}");
+
+    let (code, _, err) = kasim(&["diff", a.to_str().unwrap(), "/nonexistent.json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent.json"), "{err}");
 }

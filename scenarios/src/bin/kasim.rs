@@ -59,6 +59,15 @@ enum Cmd {
     },
     /// Print the JSON Schema of scenario files.
     Schema,
+    /// List every request whose decision, status, identity or message differs between two JSON
+    /// reports (e.g. 1.31 vs 1.33, or sim vs cluster). Exit 0: none differ; 1: some do.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Match requests by scenario and step only (automatic when the reports' versions are disjoint).
+        #[arg(long)]
+        ignore_version: bool,
+    },
     /// List scenarios and the runs they make.
     List {
         #[arg(default_value = "scenarios")]
@@ -139,6 +148,21 @@ fn main() -> ExitCode {
         Cmd::Schema => {
             println!("{}", report::schema());
             ExitCode::SUCCESS
+        }
+        Cmd::Diff { a, b, ignore_version } => {
+            let (a, b) = match (kasim_scenarios::diff::load(&a), kasim_scenarios::diff::load(&b)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("kasim diff: {e}");
+                    return ExitCode::from(BAD_INPUT);
+                }
+            };
+            let differences = kasim_scenarios::diff::diff(&a, &b, ignore_version);
+            for d in &differences {
+                println!("{d}");
+            }
+            println!("{} of {} requests differ", differences.len(), a.len().max(b.len()));
+            if differences.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Cmd::Lint { paths } => match load_all(&paths) {
             Some(ls) => {
