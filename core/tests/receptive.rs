@@ -289,7 +289,7 @@ async fn loopback_grpcs_receptive_agent_with_ca_cert_and_tls_host() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let opts = receptive::ReceptiveOptions {
         services: testing_services(),
-        public_key: receptive::parse_public_key(&public_key).unwrap(),
+        public_key: Some(receptive::parse_public_key(&public_key).unwrap()),
         agent_id: Some(11),
         meta: AgentMeta { version: "v18.7.0".into(), ..Default::default() },
         clock: Arc::new(SystemClock),
@@ -329,5 +329,103 @@ async fn loopback_grpcs_receptive_agent_with_ca_cert_and_tls_host() {
         .into_inner();
     assert_eq!((resp.s1.as_str(), resp.payload.len()), ("over tls", 10_000));
     assert_eq!(r.connected()[&11].version, "v18.7.0");
+    shutdown.cancel();
+}
+
+/// mTLS instead of JWT: agentk's listener accepts only clients with a certificate from its client CA;
+/// kas dials with the URL configuration's client certificate and sends no JWT. A client certificate
+/// from another CA never gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_mtls_receptive_agent() {
+    use kasim_core::agentk::receptive::{self, AgentMeta};
+    use kasim_core::clock::SystemClock;
+    use kasim_core::kas::receptive::{
+        ReceptiveAgent, ReceptiveAgents, ReceptiveAuth, ReceptiveOptions, StaticReceptiveAgents,
+    };
+    use kasim_core::transport::Accept as _;
+    use kasim_core::transport::tcp::{TcpConnector, TcpListener};
+    use kasim_core::transport::tls::{ServerTls, TlsListener};
+    use kasim_core::tunnel::registry::Registry;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    fn ca() -> (String, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), Issuer::new(params, key))
+    }
+    fn leaf(issuer: &Issuer<'static, KeyPair>, name: &str) -> (String, String) {
+        let k = KeyPair::generate().unwrap();
+        let c = CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&k, issuer).unwrap();
+        (c.pem(), k.serialize_pem())
+    }
+    let (server_ca, server_issuer) = ca();
+    let (client_ca, client_issuer) = ca();
+    let (_, rogue_issuer) = ca();
+    let (server_cert, server_key) = leaf(&server_issuer, "agentk.cluster.local");
+    let (kas_cert, kas_key) = leaf(&client_issuer, "kas");
+    let (rogue_cert, rogue_key) = leaf(&rogue_issuer, "kas");
+
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().rsplit_once(':').unwrap().1.to_owned();
+    let tls = ServerTls::from_pem_with_client_ca(
+        server_cert.as_bytes(),
+        server_key.as_bytes(),
+        &[b"h2"],
+        client_ca.as_bytes(),
+    )
+    .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let opts = receptive::ReceptiveOptions {
+        services: testing_services(),
+        public_key: None,
+        agent_id: Some(12),
+        meta: AgentMeta { version: "v18.6.0".into(), ..Default::default() },
+        clock: Arc::new(SystemClock),
+    };
+    let s = shutdown.clone();
+    tokio::spawn(async move { receptive::serve(Box::new(TlsListener::new(tcp, &tls)), opts, s).await });
+
+    let call = |cert: String, key: String| {
+        let (server_ca, port, shutdown) = (server_ca.clone(), port.clone(), shutdown.clone());
+        async move {
+            let api = StaticReceptiveAgents::default();
+            api.set(vec![ReceptiveAgent {
+                agent_id: 12,
+                url: format!("grpcs://127.0.0.1:{port}"),
+                ca_cert: Some(server_ca),
+                tls_host: Some("agentk.cluster.local".into()),
+                auth: ReceptiveAuth::Mtls { client_cert: cert, client_key: key },
+            }]);
+            let registry = Registry::default();
+            let r = ReceptiveAgents::new(
+                registry.clone(),
+                Arc::new(api),
+                Arc::new(TcpConnector),
+                Arc::new(SystemClock),
+                ReceptiveOptions { poll_period: Duration::from_millis(200), ..Default::default() },
+            );
+            let s = shutdown.child_token();
+            let s2 = s.clone();
+            tokio::spawn(async move { r.run(s2).await });
+            let router = kasim_core::kas::router::Router::with_timeout(
+                registry,
+                Arc::new(kasim_core::kas::tracker::StaticTracker::new(vec![])),
+                None,
+                Arc::new(TcpConnector),
+                Duration::from_secs(3),
+            );
+            let r = TestingClient::new(router.channel(12))
+                .request_response(Request { s1: "mtls".into(), payload: vec![] })
+                .await
+                .map(|r| r.into_inner().s1);
+            s.cancel();
+            r
+        }
+    };
+    assert_eq!(call(kas_cert, kas_key).await.unwrap(), "mtls");
+    let refused = call(rogue_cert, rogue_key).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::DeadlineExceeded, "{refused:?}");
     shutdown.cancel();
 }

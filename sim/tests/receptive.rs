@@ -111,7 +111,7 @@ fn receptive_agentk_host(sim: &mut turmoil::Sim<'static>) {
         let listener = SimListener::bind(8080, "agentk-r").await?;
         let opts = receptive::ReceptiveOptions {
             services: AgentServices::default().add_service(TestingService::server()),
-            public_key: receptive::parse_public_key(&public_key_for(&KEY))?,
+            public_key: Some(receptive::parse_public_key(&public_key_for(&KEY))?),
             agent_id: Some(RECEPTIVE),
             meta: AgentMeta { version: "v18.6.0".into(), commit_id: "sim".into(), ..Default::default() },
             clock: Arc::new(SimClock::default()),

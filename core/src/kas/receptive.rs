@@ -27,8 +27,8 @@
 //! with the Ed25519 private key as base64 of its 32-byte seed. The method lives in
 //! [`ReceptiveAgentsApi`], a trait of its own beside [`super::gitlab::GitLabApi`].
 //!
-//! mTLS configurations are recognised but not dialled: kasim's TLS client has no client
-//! certificates yet, so such agents are logged and skipped.
+//! mTLS configurations (grpcs:// only) are dialled with the configuration's client certificate and
+//! key and send no JWT: the TLS handshake is the authentication, never both.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -165,7 +165,7 @@ pub enum ReceptiveConfigError {
     PrivateKey(AgentId),
     #[error("agent {agent_id}: URL {url:?}: {reason}")]
     Url { agent_id: AgentId, url: String, reason: String },
-    #[error("agent {0}: mTLS to receptive agents is not implemented in kasim; use JWT authentication")]
+    #[error("agent {0}: mTLS needs a grpcs:// URL")]
     MtlsUnsupported(AgentId),
     #[error("agent {agent_id}: TLS settings: {reason}")]
     Tls { agent_id: AgentId, reason: String },
@@ -401,8 +401,11 @@ impl ReceptiveAgents {
         let agent_id = config.agent_id;
         let url_err =
             |reason: &str| ReceptiveConfigError::Url { agent_id, url: config.url.clone(), reason: reason.to_owned() };
-        let ReceptiveAuth::Jwt { private_key } = &config.auth else {
-            return Err(ReceptiveConfigError::MtlsUnsupported(agent_id));
+        let (private_key, client_identity) = match &config.auth {
+            ReceptiveAuth::Jwt { private_key } => (Some(*private_key), None),
+            ReceptiveAuth::Mtls { client_cert, client_key } => {
+                (None, Some((client_cert.as_bytes().to_vec(), client_key.as_bytes().to_vec())))
+            }
         };
         let (tls, rest) = match config.url.split_once("://") {
             Some(("grpc", r)) => (false, r),
@@ -422,10 +425,14 @@ impl ReceptiveAgents {
         } else {
             format!("{hostport}:{}", if tls { 443 } else { 80 })
         };
+        if client_identity.is_some() && !tls {
+            return Err(ReceptiveConfigError::MtlsUnsupported(agent_id));
+        }
         let dialer: Dialer = if tls {
             let opts = ClientTlsOptions {
                 ca_pem: config.ca_cert.as_ref().map(|c| c.as_bytes().to_vec()),
                 server_name: config.tls_host.clone(),
+                client_identity,
                 ..Default::default()
             };
             let c = TlsConnector::new(self.dialer.clone(), &opts)
@@ -436,7 +443,7 @@ impl ReceptiveAgents {
         };
         let channel = grpc_channel(dialer, &authority, |e| e.connect_timeout(Duration::from_secs(20)))
             .map_err(|e| url_err(&e.to_string()))?;
-        Ok(Target { agent_id, channel, private_key: *private_key })
+        Ok(Target { agent_id, channel, private_key })
     }
 
     /// Describes the agent, then serves calls until it stops answering (Err) or `stop` (Ok).
@@ -479,13 +486,19 @@ impl ReceptiveAgents {
 struct Target {
     agent_id: AgentId,
     channel: tonic::transport::Channel,
-    private_key: [u8; 32],
+    private_key: Option<[u8; 32]>,
 }
 
 impl Target {
-    fn bearer(&self, clock: &SharedClock) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>, Status> {
-        format!("Bearer {}", sign_jwt(&self.private_key, self.agent_id, clock.unix_seconds()))
+    /// The JWT for JWT-authenticated agents; `None` with mTLS (the TLS handshake authenticated kas).
+    fn bearer(
+        &self,
+        clock: &SharedClock,
+    ) -> Result<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>, Status> {
+        let Some(key) = &self.private_key else { return Ok(None) };
+        format!("Bearer {}", sign_jwt(key, self.agent_id, clock.unix_seconds()))
             .parse()
+            .map(Some)
             .map_err(|_| Status::internal("JWT is not a valid header value"))
     }
 
@@ -493,7 +506,9 @@ impl Target {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
         let mut req = tonic::Request::new(DescribeRequest {});
-        req.metadata_mut().insert("authorization", self.bearer(clock)?);
+        if let Some(b) = self.bearer(clock)? {
+            req.metadata_mut().insert("authorization", b);
+        }
         let path = http::uri::PathAndQuery::from_static(DESCRIBE_METHOD);
         let codec = tonic_prost::ProstCodec::<DescribeRequest, DescribeResponse>::default();
         Ok(grpc.unary(req, path, codec).await?.into_inner())
@@ -535,7 +550,9 @@ impl Target {
             let mut req = tonic::Request::new(ReceiverStream::new(requests));
             *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
             // The caller's own credential (if any reached here) is not for the agent: replace it.
-            req.metadata_mut().insert("authorization", self.bearer(&clock)?);
+            if let Some(b) = self.bearer(&clock)? {
+                req.metadata_mut().insert("authorization", b);
+            }
             let mut grpc = tonic::client::Grpc::new(self.channel.clone());
             grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
             grpc.streaming(req, path, RawCodec).await
@@ -658,6 +675,10 @@ mod tests {
         assert!(matches!(r.target(&cfg("grpc://agent:99999", jwt.clone())), Err(ReceptiveConfigError::Url { .. })));
         assert!(matches!(r.target(&cfg("grpc://a/b", jwt)), Err(ReceptiveConfigError::Url { .. })));
         let mtls = ReceptiveAuth::Mtls { client_cert: "c".into(), client_key: "k".into() };
-        assert_eq!(r.target(&cfg("grpcs://a:1", mtls)).err(), Some(ReceptiveConfigError::MtlsUnsupported(3)));
+        assert_eq!(r.target(&cfg("grpc://a:1", mtls.clone())).err(), Some(ReceptiveConfigError::MtlsUnsupported(3)));
+        assert!(
+            matches!(r.target(&cfg("grpcs://a:1", mtls)), Err(ReceptiveConfigError::Tls { .. })),
+            "a client certificate that is not PEM is a TLS settings error"
+        );
     }
 }

@@ -66,6 +66,32 @@ impl ServerTls {
         Ok(Self { config: Arc::new(config) })
     }
 
+    /// Like [`Self::from_pem`], but every client must present a certificate issued by `client_ca_pem`
+    /// (mTLS: a receptive agentk authenticating kas).
+    pub fn from_pem_with_client_ca(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        alpn: &[&[u8]],
+        client_ca_pem: &[u8],
+    ) -> Result<Self, TlsError> {
+        let certs = read_certs(cert_pem, "certificate")?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| TlsError::Pem { path: "key".into(), reason: e.to_string() })?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in read_certs(client_ca_pem, "client CA")? {
+            roots.add(c).map_err(|source| TlsError::BadCertificate { path: "client CA".into(), source })?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Pem { path: "client CA".into(), reason: e.to_string() })?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Self { config: Arc::new(config) })
+    }
+
     pub fn from_files(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<Self, TlsError> {
         Self::from_pem(&read_file(cert)?, &read_file(key)?, alpn).map_err(|e| match e {
             TlsError::Pem { reason, path } if path == "key" => {

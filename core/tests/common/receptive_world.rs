@@ -154,7 +154,7 @@ impl World {
         let listener: Box<dyn Accept> = Box::new(self.net.listen(name));
         let opts = receptive::ReceptiveOptions {
             services,
-            public_key: receptive::parse_public_key(public_key_b64).unwrap(),
+            public_key: Some(receptive::parse_public_key(public_key_b64).unwrap()),
             agent_id,
             meta: AgentMeta { version: version.into(), commit_id: "test".into(), ..Default::default() },
             clock: self.clock.clone(),
