@@ -266,3 +266,78 @@ async fn ci_job_reaches_the_cluster_through_the_binaries() {
         "access_as agent: the agent's own identity"
     );
 }
+
+/// The agentk binary in receptive mode: it listens, kas dials in with a JWT signed by the URL
+/// configuration's key, and forwarded calls are served. Bad receptive flags are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agentk_binary_in_receptive_mode_serves_kas() {
+    use base64::Engine;
+    use kasim_core::clock::SystemClock;
+    use kasim_core::kas::receptive::{
+        ReceptiveAgent, ReceptiveAgents, ReceptiveAuth, ReceptiveOptions, StaticReceptiveAgents,
+    };
+    use kasim_core::tunnel::registry::Registry;
+
+    let dir = tempdir("binaries-receptive");
+    let token = write(&dir, "token", "glagent-receptive\n");
+    let seed = [7u8; 32];
+    let public_key = base64::engine::general_purpose::STANDARD
+        .encode(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+    let mut agentk = Proc::spawn(
+        env!("CARGO_BIN_EXE_agentk"),
+        &[
+            "--receptive-listen",
+            "127.0.0.1:0",
+            "--receptive-jwt-public-key",
+            &public_key,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--without-kubernetes-api",
+        ],
+        &[],
+    )
+    .await;
+    let addr = addr_after(&agentk.line("receptive listener on").await, "listener on ");
+
+    let api = StaticReceptiveAgents::default();
+    api.set(vec![ReceptiveAgent {
+        agent_id: 21,
+        url: format!("grpc://{addr}"),
+        ca_cert: None,
+        tls_host: None,
+        auth: ReceptiveAuth::Jwt { private_key: seed },
+    }]);
+    let registry = Registry::default();
+    let r = ReceptiveAgents::new(
+        registry.clone(),
+        Arc::new(api),
+        Arc::new(TcpConnector),
+        Arc::new(SystemClock),
+        ReceptiveOptions { poll_period: std::time::Duration::from_millis(200), ..Default::default() },
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move { r.run(s).await });
+    let router = Router::with_timeout(
+        registry,
+        Arc::new(StaticTracker::new(vec![])),
+        None,
+        Arc::new(TcpConnector),
+        std::time::Duration::from_secs(10),
+    );
+    let resp = TestingClient::new(router.channel(21))
+        .request_response(Request { s1: "kas dialled in".into(), payload: vec![] })
+        .await
+        .unwrap();
+    assert_eq!(resp.into_inner().s1, "kas dialled in");
+    shutdown.cancel();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentk"))
+        .args(["--receptive-listen", "127.0.0.1:0", "--receptive-jwt-public-key", &public_key])
+        .args(["--receptive-client-ca-file", "/ca.pem", "--without-kubernetes-api"])
+        .env("AGENTK_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never both"), "{}", String::from_utf8_lossy(&out.stderr));
+}
