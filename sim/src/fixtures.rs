@@ -15,33 +15,17 @@ use kasim_gitlab::{AgentId, GitLab};
 /// The service account agentk authenticates as on every API server model.
 pub const AGENTK_SERVICE_ACCOUNT: &str = "system:serviceaccount:gitlab-agent:agentk";
 
-/// RBAC every cluster starts with: agentk's service account may impersonate users, groups, service
-/// accounts, uids and the `agent.gitlab.com/*` extra keys — what `impersonate`, `ci_job` and
-/// `ci_user` access need. A real installation grants the same through the agent's Helm chart
-/// (`rbac.create: true`); scenarios get it for free so their own fixtures only say what CI jobs may do.
-pub const AGENTK_RBAC: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: gitlab-agent}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: gitlab-agent-impersonate}
-rules:
-- apiGroups: [""]
-  resources: [users, groups, serviceaccounts]
-  verbs: [impersonate]
-- apiGroups: [authentication.k8s.io]
-  resources: [uids, userextras/agent.gitlab.com/id, userextras/agent.gitlab.com/config_project_id, userextras/agent.gitlab.com/project_id, userextras/agent.gitlab.com/ci_pipeline_id, userextras/agent.gitlab.com/ci_job_id, userextras/agent.gitlab.com/username, userextras/agent.gitlab.com/environment_slug, userextras/agent.gitlab.com/environment_tier, userextras/agent.gitlab.com/access_type]
-  verbs: [impersonate]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: gitlab-agent-impersonate}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gitlab-agent-impersonate}
-subjects:
-- {kind: ServiceAccount, name: agentk, namespace: gitlab-agent}
-"#;
+/// agentk's RBAC in every simulated cluster: the repository's least-privilege YAML
+/// (`conformance/rbac/agentk.yaml`, the same one real clusters get), rendered for namespace
+/// `gitlab-agent` and service account `agentk`: impersonation of users, groups, service accounts,
+/// uids and exactly the `agent.gitlab.com/*` user extras kas sets. Scenarios' own fixtures only say
+/// what CI jobs may do.
+pub fn agentk_rbac() -> String {
+    let rbac = include_str!("../../conformance/rbac/agentk.yaml")
+        .replace("${NAMESPACE}", "gitlab-agent")
+        .replace("${SERVICE_ACCOUNT}", "agentk");
+    format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: gitlab-agent}}\n---\n{rbac}")
+}
 
 /// Populates the GitLab model; returns one agent id per topology agent, in order. Called once,
 /// while the world is built, on a model whose `k8s_proxy_url` already points at `kas-0`.
@@ -52,7 +36,7 @@ pub type GitLabSetup = Arc<dyn Fn(&GitLab) -> Result<Vec<AgentId>, String> + Sen
 pub struct Fixtures {
     pub kube_version: KubeVersion,
     pub gitlab: GitLabSetup,
-    /// Extra multi-document YAML per cluster index (missing = none), applied after [`AGENTK_RBAC`].
+    /// Extra multi-document YAML per cluster index (missing = none), applied after [`agentk_rbac`].
     pub cluster_yaml: Vec<String>,
 }
 

@@ -26,7 +26,7 @@ use crate::clock::SimClock;
 use crate::conn::ConnTable;
 use crate::driver::{self, DriverConfig, DriverControl};
 use crate::fault::{Fault, FaultError, Link};
-use crate::fixtures::{AGENTK_RBAC, AGENTK_SERVICE_ACCOUNT, Fixtures};
+use crate::fixtures::{AGENTK_SERVICE_ACCOUNT, Fixtures, agentk_rbac};
 use crate::gitlab_host::{self, GITLAB_HOST};
 use crate::kas_host::{self, KasHostConfig, KasSlot, k8s_proxy_authority, private_url};
 use crate::ledger::Ledger;
@@ -281,7 +281,7 @@ impl World {
                     UserInfo { username: AGENTK_SERVICE_ACCOUNT.into(), ..Default::default() },
                 );
                 if let Some(f) = &ext.fixtures {
-                    builder = builder.yaml(AGENTK_RBAC);
+                    builder = builder.yaml(agentk_rbac());
                     if let Some(y) = f.cluster_yaml.get(i) {
                         builder = builder.yaml(y.clone());
                     }
