@@ -73,17 +73,9 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let gitlab = Arc::new(HttpGitLab::new(gitlab_dialer, &gitlab_authority, secret, Arc::new(SystemClock)));
 
-    let agent_listener = TcpListener::bind(&cfg.agent.listen.address)
-        .await
-        .map_err(|e| format!("agent.listen.address {}: {e}", cfg.agent.listen.address))?;
-    let agent_addr = agent_listener.local_addr();
-    let agent_listener: Box<dyn Accept> = match (&cfg.agent.listen.certificate_file, &cfg.agent.listen.key_file) {
-        (Some(cert), Some(key)) => {
-            let tls = ServerTls::from_files(cert, key, &[b"h2"]).map_err(|e| e.to_string())?;
-            Box::new(TlsListener::new(agent_listener, &tls))
-        }
-        _ => Box::new(agent_listener),
-    };
+    let l = &cfg.agent.listen;
+    let (agent_listener, agent_addr, _) =
+        listen("agent.listen", &l.address, l.certificate_file.as_ref().zip(l.key_file.as_ref()), &[b"h2"]).await?;
 
     let shutdown = CancellationToken::new();
     let (private_listener, private_url, peers) = match &cfg.private_api {
@@ -115,17 +107,9 @@ async fn run(args: Args) -> Result<(), String> {
     );
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(k) = &cfg.kubernetes_api {
-        let l = TcpListener::bind(&k.listen.address)
-            .await
-            .map_err(|e| format!("kubernetes_api.listen.address {}: {e}", k.listen.address))?;
-        let addr = l.local_addr();
-        let (listener, scheme): (Box<dyn Accept>, &str) = match (&k.listen.certificate_file, &k.listen.key_file) {
-            (Some(cert), Some(key)) => {
-                let tls = ServerTls::from_files(cert, key, &[b"h2", b"http/1.1"]).map_err(|e| e.to_string())?;
-                (Box::new(TlsListener::new(l, &tls)), "https")
-            }
-            _ => (Box::new(l), "http"),
-        };
+        let tls = k.listen.certificate_file.as_ref().zip(k.listen.key_file.as_ref());
+        let (listener, addr, scheme) =
+            listen("kubernetes_api.listen", &k.listen.address, tls, &[b"h2", b"http/1.1"]).await?;
         println!("kas k8s proxy on {scheme}://{addr}{}", k.url_path_prefix);
         let proxy = kas.k8s_proxy(K8sProxyOptions {
             url_path_prefix: k.url_path_prefix.clone(),
@@ -152,4 +136,23 @@ async fn run(args: Args) -> Result<(), String> {
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Binds `address` and, with a (certificate, key) pair, serves TLS with `alpn`. Returns the listener,
+/// the bound address and its scheme (`http`/`https`). `field` names the config section in errors.
+async fn listen(
+    field: &str,
+    address: &str,
+    tls: Option<(&PathBuf, &PathBuf)>,
+    alpn: &[&[u8]],
+) -> Result<(Box<dyn Accept>, String, &'static str), String> {
+    let tcp = TcpListener::bind(address).await.map_err(|e| format!("{field}.address {address}: {e}"))?;
+    let addr = tcp.local_addr();
+    Ok(match tls {
+        Some((cert, key)) => {
+            let tls = ServerTls::from_files(cert, key, alpn).map_err(|e| format!("{field}: {e}"))?;
+            (Box::new(TlsListener::new(tcp, &tls)), addr, "https")
+        }
+        None => (Box::new(tcp), addr, "http"),
+    })
 }
