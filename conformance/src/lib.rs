@@ -11,6 +11,7 @@ pub mod apply;
 pub mod backend;
 pub mod cleanup;
 pub mod existing;
+pub mod helm;
 pub mod images;
 #[cfg(feature = "k3s")]
 pub mod k3s;
@@ -30,5 +31,5 @@ pub use existing::ExistingCluster;
 pub use k3s::K3sCluster;
 pub use kind::KindCluster;
 pub use run::{ClusterRun, RunError, RunOptions};
-pub use stack::{AgentStack, who_am_i};
+pub use stack::{AgentStack, AgentkPlacement, GitLabSetup, who_am_i};
 pub use token::TokenSource;

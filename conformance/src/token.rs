@@ -11,11 +11,6 @@ pub enum TokenSource {
     /// The TokenRequest API (`serviceaccounts/<name>/token`), as kubectl create token does: a
     /// short-lived, audience-bound token and no long-lived Secret left behind.
     TokenRequest { expiration_seconds: i64 },
-    /// **Test-only.** A token the cluster already maps to the run's service account. The API server
-    /// model cannot mint tokens (it answers TokenRequest with an error), so its loopback tests build
-    /// the model with `.token(t, UserInfo { username: "system:serviceaccount:<ns>:<sa>", .. })` and
-    /// pass `t` here. Never use it against a real cluster.
-    PreProvisioned(SecretString),
 }
 
 impl Default for TokenSource {
@@ -27,9 +22,7 @@ impl Default for TokenSource {
 /// Why no token was obtained.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error(
-        "TokenRequest for {namespace}/{service_account} is not supported by this server ({code}: {message}); a test against the API server model must use TokenSource::PreProvisioned"
-    )]
+    #[error("TokenRequest for {namespace}/{service_account} is not supported by this server ({code}: {message})")]
     Unsupported { namespace: String, service_account: String, code: u16, message: String },
     #[error("TokenRequest for {namespace}/{service_account}: {source}")]
     Api { namespace: String, service_account: String, source: Box<kube::Error> },
@@ -44,10 +37,7 @@ pub async fn obtain(
     service_account: &str,
     source: &TokenSource,
 ) -> Result<SecretString, TokenError> {
-    let expiration_seconds = match source {
-        TokenSource::PreProvisioned(t) => return Ok(t.clone()),
-        TokenSource::TokenRequest { expiration_seconds } => *expiration_seconds,
-    };
+    let TokenSource::TokenRequest { expiration_seconds } = *source;
     let (ns, sa) = (namespace.to_owned(), service_account.to_owned());
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let req = TokenRequest {

@@ -17,9 +17,6 @@ use kube::api::{Api, ListParams};
 use kube::config::Kubeconfig;
 
 const ADMIN_TOKEN: &str = "kasim-admin-token";
-/// The test-only path for agentk's token: the model cannot mint tokens, so it is built knowing this
-/// one for the run's service account (see `TokenSource::PreProvisioned`).
-const SA_TOKEN: &str = "kasim-agentk-sa-token";
 
 const FIXTURES: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -48,20 +45,12 @@ struct Model {
     backend: ExistingCluster,
 }
 
-/// The model on loopback, knowing an admin and the service account of run namespace `ns`.
-async fn model(ns: &str) -> Model {
+/// The model on loopback, knowing an admin (agentk's token comes from its TokenRequest API).
+async fn model() -> Model {
     let apiserver = ApiServer::builder(KubeVersion::V1_32)
         .token(
             ADMIN_TOKEN,
             UserInfo { username: "kasim-admin".into(), groups: vec!["system:masters".into()], ..Default::default() },
-        )
-        .token(
-            SA_TOKEN,
-            UserInfo {
-                username: format!("system:serviceaccount:{ns}:agentk"),
-                groups: vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")],
-                ..Default::default()
-            },
         )
         .build()
         .unwrap();
@@ -84,10 +73,7 @@ async fn model(ns: &str) -> Model {
 }
 
 fn opts(ns: &str) -> RunOptions {
-    RunOptions {
-        token: TokenSource::PreProvisioned(SA_TOKEN.to_owned().into()),
-        ..RunOptions::new(ns.trim_start_matches("kasim-"))
-    }
+    RunOptions { token: TokenSource::default(), ..RunOptions::new(ns.trim_start_matches("kasim-")) }
 }
 
 /// Nothing of run `ns` is left: namespace, cluster-scoped RBAC, namespaced fixtures.
@@ -109,7 +95,7 @@ async fn assert_gone(m: &Model, ns: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ci_job_reaches_the_run_namespace_through_kas_as_itself_and_everything_is_removed() {
     let ns = "kasim-loopback-ok";
-    let m = model(ns).await;
+    let m = model().await;
     assert_eq!(m.backend.describe(), "existing cluster from the API server model (context model)");
     let run = ClusterRun::create(m.backend.access(), opts(ns)).await.unwrap();
     assert_eq!(run.service_account_username(), "system:serviceaccount:kasim-loopback-ok:agentk");
@@ -134,7 +120,9 @@ async fn a_ci_job_reaches_the_run_namespace_through_kas_as_itself_and_everything
     // agentk's kubeconfig names the cluster and the service account, in the run namespace.
     let kc = run.agent_kubeconfig().unwrap();
     assert_eq!(kc.contexts[0].context.as_ref().unwrap().namespace.as_deref(), Some(ns));
-    assert!(format!("{run:?}").find(SA_TOKEN).is_none(), "the token must not appear in Debug output");
+    let token =
+        run.agent_config().auth_info.token.map(|t| secrecy::ExposeSecret::expose_secret(&t).to_owned()).unwrap();
+    assert!(!token.is_empty() && !format!("{run:?}").contains(&token), "the token must not appear in Debug output");
 
     let stack = AgentStack::start(&run).await.unwrap();
     let (job, client) = stack.ci_job_client().await.unwrap();
@@ -178,20 +166,23 @@ async fn a_ci_job_reaches_the_run_namespace_through_kas_as_itself_and_everything
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_request_the_server_cannot_answer_fails_with_the_reason_and_cleans_up() {
+async fn a_token_request_the_server_refuses_fails_with_the_reason_and_cleans_up() {
     let ns = "kasim-loopback-tokenrequest";
-    let m = model(ns).await;
-    let err = ClusterRun::create(m.backend.access(), RunOptions::new("loopback-tokenrequest")).await.unwrap_err();
-    let RunError::Token(TokenError::Unsupported { code, .. }) = &err else { panic!("{err}") };
-    assert!(matches!(code, 404 | 405), "{err}");
-    assert!(err.to_string().contains("TokenSource::PreProvisioned"), "{err}");
+    let m = model().await;
+    let opts = RunOptions {
+        token: TokenSource::TokenRequest { expiration_seconds: 60 },
+        ..RunOptions::new("loopback-tokenrequest")
+    };
+    let err = ClusterRun::create(m.backend.access(), opts).await.unwrap_err();
+    let RunError::Token(TokenError::Api { .. }) = &err else { panic!("{err}") };
+    assert!(err.to_string().contains("may not specify a duration less than 10 minutes"), "{err}");
     assert_gone(&m, ns).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_scenario_still_removes_the_run() {
     let ns = "kasim-loopback-panic";
-    let m = model(ns).await;
+    let m = model().await;
     let access = m.backend.access().clone();
     let scenario = tokio::spawn(async move {
         let run = ClusterRun::create(&access, opts(ns)).await.unwrap();
@@ -205,7 +196,7 @@ async fn a_panicking_scenario_still_removes_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_in_the_same_namespace_is_refused_without_touching_the_first() {
     let ns = "kasim-loopback-twice";
-    let m = model(ns).await;
+    let m = model().await;
     let first = ClusterRun::create(m.backend.access(), opts(ns)).await.unwrap();
     let err = ClusterRun::create(m.backend.access(), opts(ns)).await.unwrap_err();
     assert_eq!(

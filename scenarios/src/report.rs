@@ -8,19 +8,21 @@ use kasim_sim::topology::SimDuration;
 
 use crate::result::{RunResult, Status};
 
-/// `PASS stream-limit k8s 1.33 seed 1 virtual 4m0s`.
+/// `PASS stream-limit k8s 1.33 seed 1 virtual 4m0s`; on a cluster `PASS k8s-versions k8s 1.32 cluster 4.1s`.
 pub fn summary_line(r: &RunResult) -> String {
     let d = SimDuration(std::time::Duration::from_millis(u64::try_from(r.virtual_ms).unwrap_or(u64::MAX)));
-    let mut s = format!(
-        "{} {} k8s {} seed {} virtual {d}",
-        match r.status {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-        },
-        r.scenario,
-        r.version,
-        r.seed
-    );
+    let status = match r.status {
+        Status::Pass => "PASS",
+        Status::Fail => "FAIL",
+        Status::Skip => "SKIP",
+    };
+    let mut s = match r.backend {
+        "sim" => format!("{status} {} k8s {} seed {} virtual {d}", r.scenario, r.version, r.seed),
+        b => format!("{status} {} k8s {} {b} {d}", r.scenario, r.version),
+    };
+    if let Some(why) = &r.skipped {
+        let _ = write!(s, " ({why})");
+    }
     if let Some(f) = &r.failure {
         let _ = write!(s, "\n    step {:?}: {}\n    replay: {}", f.step, f.actual, r.replay);
     }
@@ -71,25 +73,43 @@ pub fn junit(runs: &[RunResult], wall: &[f64]) -> String {
     for (i, r) in runs.iter().enumerate() {
         suites.entry(r.scenario.as_str()).or_default().push((i, r));
     }
-    let failures = runs.iter().filter(|r| r.status == Status::Fail).count();
+    let count = |rs: &mut dyn Iterator<Item = &RunResult>, st: Status| rs.filter(|r| r.status == st).count();
+    let failures = count(&mut runs.iter(), Status::Fail);
+    let skipped = count(&mut runs.iter(), Status::Skip);
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(x, "<testsuites name=\"kasim\" tests=\"{}\" failures=\"{failures}\">", runs.len());
+    let _ = writeln!(
+        x,
+        "<testsuites name=\"kasim\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">",
+        runs.len()
+    );
     for (name, rs) in suites {
-        let f = rs.iter().filter(|(_, r)| r.status == Status::Fail).count();
-        let _ = writeln!(x, "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\">", esc(name), rs.len());
+        let f = count(&mut rs.iter().map(|(_, r)| *r), Status::Fail);
+        let sk = count(&mut rs.iter().map(|(_, r)| *r), Status::Skip);
+        let _ = writeln!(
+            x,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" skipped=\"{sk}\">",
+            esc(name),
+            rs.len()
+        );
         for (i, r) in rs {
             let t = wall.get(i).copied().unwrap_or(0.0);
+            let case = match r.backend {
+                "sim" => format!("k8s {} seed {}", r.version, r.seed),
+                b => format!("k8s {} {b}", r.version),
+            };
             let _ = write!(
                 x,
-                "    <testcase classname=\"{}\" name=\"k8s {} seed {}\" file=\"{}\" time=\"{t:.3}\"",
+                "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{t:.3}\"",
                 esc(name),
-                esc(&r.version),
-                r.seed,
+                esc(&case),
                 esc(&r.file)
             );
-            match &r.failure {
-                None => x.push_str("/>\n"),
-                Some(fl) => {
+            match (&r.failure, &r.skipped) {
+                (None, Some(why)) => {
+                    let _ = write!(x, ">\n      <skipped message=\"{}\"/>\n    </testcase>\n", esc(why));
+                }
+                (None, None) => x.push_str("/>\n"),
+                (Some(fl), _) => {
                     let msg = format!("step {:?}: {}", fl.step, fl.actual);
                     let body = format!(
                         "step: {}\nexpected: {}\nactual: {}\nreplay: {}\n",

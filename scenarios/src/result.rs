@@ -14,6 +14,8 @@ use crate::spec::Expect;
 pub enum Status {
     Pass,
     Fail,
+    /// Not run on this backend (e.g. a `sim_only` scenario on a cluster); `skipped` says why.
+    Skip,
 }
 
 /// One scenario × version × seed.
@@ -22,16 +24,22 @@ pub struct RunResult {
     pub scenario: String,
     pub file: String,
     pub version: String,
+    /// `sim` or `cluster`.
+    pub backend: &'static str,
+    /// The simulator's seed; 0 on a cluster (nothing is seeded there).
     pub seed: u64,
     pub status: Status,
-    /// Virtual time at the end of the run, in milliseconds.
+    /// Why the run was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Virtual time at the end of the run (wall-clock time on a cluster), in milliseconds.
     pub virtual_ms: u128,
     pub steps: Vec<StepResult>,
     /// The first failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     pub replay: String,
-    /// Every setting derived from the seed.
+    /// Every setting derived from the seed (on a cluster: the cluster, namespace and agentk mode).
     pub derived: BTreeMap<String, String>,
 }
 
@@ -40,7 +48,7 @@ pub struct StepResult {
     pub name: String,
     pub kind: &'static str,
     pub status: Status,
-    /// Virtual time when the step ended, in milliseconds.
+    /// Virtual time when the step ended (wall-clock time since the start on a cluster), in ms.
     pub at_ms: u128,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestOutcome>,

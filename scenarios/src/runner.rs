@@ -203,8 +203,10 @@ pub fn run(l: &Loaded, version: KubeVersion, seed: u64) -> Result<(RunResult, St
         scenario: spec.name.clone(),
         file: l.file.clone(),
         version: version.to_string(),
+        backend: "sim",
         seed,
         status,
+        skipped: None,
         virtual_ms: live.world.elapsed().as_millis(),
         steps,
         failure,
@@ -232,40 +234,22 @@ fn credentials(
     job_token: Option<&str>,
 ) -> Result<(String, String, usize), String> {
     let issued = live.issued.lock().unwrap_or_else(|e| e.into_inner());
-    let real = issued.job_tokens.get(job).ok_or_else(|| format!("job {job:?} has no token"))?.clone();
-    let token = job_token.map_or(real.clone(), str::to_owned);
-    let index_of = |id: i64| issued.agent_ids.iter().position(|a| *a == id).unwrap_or(0);
-    if let Some(id) = agent_id {
-        return Ok((k8s_proxy_authority(0), format!("ci:{id}:{token}"), index_of(id)));
-    }
-    let gitlab = live.world.gitlab().ok_or("the world has no GitLab model")?;
-    let kc = gitlab.ci_kubeconfig(&real).map_err(|e| format!("kubeconfig of job {job:?}: {e}"))?;
-    let kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&kc).map_err(|e| e.to_string())?;
-    let contexts = kc["contexts"].as_sequence().cloned().unwrap_or_default();
-    let names: Vec<&str> = contexts.iter().filter_map(|c| c["name"].as_str()).collect();
-    let ctx = match context {
-        Some(want) => contexts.iter().find(|c| c["name"].as_str() == Some(want)),
-        None if contexts.len() == 1 => contexts.first(),
-        None => None,
-    }
-    .ok_or_else(|| {
-        format!("job {job:?}'s kubeconfig has no context {} (contexts: {names:?})", context.unwrap_or(""))
-    })?;
-    let user = ctx["context"]["user"].as_str().unwrap_or_default();
-    let cluster = ctx["context"]["cluster"].as_str().unwrap_or_default();
-    let find = |list: &str, name: &str| {
-        kc[list].as_sequence().and_then(|s| s.iter().find(|x| x["name"].as_str() == Some(name)).cloned())
+    let gitlab = live.world.gitlab();
+    let kubeconfig = |token: &str| match gitlab {
+        Some(g) => g.ci_kubeconfig(token).map_err(|e| e.to_string()),
+        None => Err("the world has no GitLab model".to_owned()),
     };
-    let kube_token =
-        find("users", user).and_then(|u| u["user"]["token"].as_str().map(str::to_owned)).unwrap_or_default();
-    let server =
-        find("clusters", cluster).and_then(|c| c["cluster"]["server"].as_str().map(str::to_owned)).unwrap_or_default();
-    let authority =
-        server.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_owned();
-    // `ci:<agent id>:<job token>`; a replaced job token keeps the context's agent id.
-    let mut parts = kube_token.splitn(3, ':');
-    let (_, id) = (parts.next(), parts.next().and_then(|i| i.parse::<i64>().ok()).unwrap_or(0));
-    Ok((authority, format!("ci:{id}:{token}"), index_of(id)))
+    let c = crate::credentials::resolve(
+        &issued.job_tokens,
+        kubeconfig,
+        &k8s_proxy_authority(0),
+        job,
+        context,
+        agent_id,
+        job_token,
+    )?;
+    let index = issued.agent_ids.iter().position(|a| *a == c.agent_id).unwrap_or(0);
+    Ok((c.authority, c.token, index))
 }
 
 fn request(
@@ -276,12 +260,7 @@ fn request(
     version: KubeVersion,
     timeout: Duration,
 ) -> Result<(RequestOutcome, Vec<String>), RunError> {
-    let mut expected = r.expect.clone();
-    if let Some(o) =
-        r.expect_by_version.iter().find(|(k, _)| k.parse::<KubeVersion>().ok() == Some(version)).map(|(_, e)| e)
-    {
-        merge(&mut expected, o);
-    }
+    let expected = expected_for(r, version);
     let mut outcome = RequestOutcome {
         key: format!("{}/{step}/{version}", l.spec.name),
         job: r.job.clone(),
@@ -346,7 +325,19 @@ fn request(
     Ok((outcome, problems))
 }
 
-fn merge(base: &mut Expect, o: &Expect) {
+/// A request's expectation on `version`: `expect` with the version's `expect_by_version` over it.
+pub(crate) fn expected_for(r: &Request, version: KubeVersion) -> Expect {
+    let mut expected = r.expect.clone();
+    if let Some(o) =
+        r.expect_by_version.iter().find(|(k, _)| k.parse::<KubeVersion>().ok() == Some(version)).map(|(_, e)| e)
+    {
+        merge(&mut expected, o);
+    }
+    expected
+}
+
+/// `o`'s set fields over `base` (`expect_by_version`).
+pub(crate) fn merge(base: &mut Expect, o: &Expect) {
     macro_rules! take {
         ($($f:ident),*) => { $( if o.$f.is_some() { base.$f = o.$f.clone(); } )* };
     }

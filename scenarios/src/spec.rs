@@ -26,6 +26,10 @@ pub struct ScenarioFile {
     /// Allow versions outside the support window (the API server model must still know them).
     #[serde(default)]
     pub allow_unsupported_versions: bool,
+    /// Runs only in the simulator, for this reason (shown in cluster reports as the skip reason):
+    /// scenarios that need virtual time, faults, background load or the simulator's internals.
+    #[serde(default)]
+    pub sim_only: Option<String>,
     /// Default seed of `kasim run` without `--seed`.
     #[serde(default = "default_seed")]
     pub seed: u64,

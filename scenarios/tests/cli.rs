@@ -27,6 +27,7 @@ fn run_writes_summary_junit_and_json() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("PASS rbac-impersonation k8s 1.32 seed 1 virtual 5s940ms"), "{out}");
+    assert!(out.contains("6 runs, 6 passed, 0 failed, 0 skipped in "), "{out}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
@@ -63,8 +64,13 @@ fn a_failing_scenario_exits_1_and_junit_carries_step_expected_actual_and_replay(
 #[test]
 fn bad_input_exits_2() {
     assert_eq!(kasim(&["run", "nope.yaml"]).0, 2);
-    let (code, _, err) = kasim(&["run", "k8s-versions.yaml", "--backend", "cluster"]);
-    assert_eq!((code, err.trim()), (2, "error: the cluster backend is not wired into this build yet"));
+    let (code, _, err) = kasim(&["run", "k8s-versions.yaml", "--backend", "kube"]);
+    assert_eq!((code, err.trim()), (2, "error: unknown backend \"kube\": want sim or cluster"));
+    for shard in ["0/2", "3/2", "1-2", "a/b"] {
+        let (code, _, err) = kasim(&["run", "k8s-versions.yaml", "--shard", shard]);
+        assert_eq!(code, 2, "{shard}");
+        assert!(err.contains("want N/M with 1 <= N <= M"), "{err}");
+    }
     let (code, _, err) = kasim(&["run", "k8s-versions.yaml", "--k8s", "1.34"]);
     assert_eq!(code, 2);
     assert!(err.contains("outside the GitLab agent's supported window"), "{err}");
@@ -109,4 +115,21 @@ fn diff_lists_requests_whose_decision_status_or_identity_differ() {
     let (code, _, err) = kasim(&["diff", a.to_str().unwrap(), "/nonexistent.json"]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent.json"), "{err}");
+}
+
+/// `--shard N/M` splits the scenario × version runs: every run in exactly one shard.
+#[test]
+fn shards_partition_the_runs() {
+    let mut seen = vec![];
+    for shard in ["1/2", "2/2"] {
+        let (code, out, err) = kasim(&["run", "rbac-impersonation.yaml", "k8s-versions.yaml", "--shard", shard]);
+        assert_eq!(code, 0, "{out}{err}");
+        seen.extend(
+            out.lines().filter(|l| l.starts_with("PASS ")).map(|l| l.split(" virtual").next().unwrap().to_owned()),
+        );
+    }
+    seen.sort();
+    let before = seen.len();
+    seen.dedup();
+    assert_eq!((before, seen.len()), (6, 6), "{seen:?}");
 }

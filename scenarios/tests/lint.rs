@@ -112,3 +112,43 @@ fn garbage_never_panics() {
         assert!(!errors(t).is_empty(), "{t:?}");
     }
 }
+
+/// The nightly cluster matrix runs every file: each must either run on a cluster as written or say
+/// why it is simulator-only (a skip with a reason, never a surprise failure).
+#[test]
+fn every_scenario_runs_on_a_cluster_or_says_why_not() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    let mut sim_only = vec![];
+    for f in files {
+        let l = kasim_scenarios::validate::load(&f).unwrap();
+        match (&l.spec.sim_only, kasim_scenarios::cluster::unsupported_step(&l.spec)) {
+            (Some(why), _) => {
+                assert!(why.len() > 20, "{}: sim_only needs a real reason, got {why:?}", l.file);
+                sim_only.push(l.spec.name.clone());
+            }
+            (None, None) => {}
+            (None, Some(why)) => panic!("{}: {why}", l.file),
+        }
+    }
+    assert_eq!(sim_only, ["rotation", "stream-limit"]);
+}
+
+#[test]
+fn sim_only_on_a_cluster_step_is_caught() {
+    let text = GOOD.replace("    advance: 1s\n", "    assert: {checkers: true}\n");
+    let l = load_str("t.yaml", &text).unwrap();
+    assert_eq!(
+        kasim_scenarios::cluster::unsupported_step(&l.spec).unwrap(),
+        "step \"s\" uses assert (it reads the simulator's internals); mark the scenario `sim_only: <reason>` to run it only in the simulator"
+    );
+    let long = GOOD.replace("advance: 1s", "advance: 2m");
+    let l = load_str("t.yaml", &long).unwrap();
+    assert!(kasim_scenarios::cluster::unsupported_step(&l.spec).unwrap().contains("advance longer than 60s"));
+}

@@ -276,10 +276,19 @@ impl World {
             let apiserver = if t.apiservers {
                 let name = apiserver_host::host_name(i);
                 let version = ext.fixtures.as_ref().map_or(KubeVersion::V1_33, |f| f.kube_version);
-                let mut builder = ApiServer::builder(version).token(
-                    sa_token.clone(),
-                    UserInfo { username: AGENTK_SERVICE_ACCOUNT.into(), ..Default::default() },
-                );
+                // What a bound service-account token authenticates as on a real 1.30+ server (and
+                // the model's own TokenRequest tokens): the account's groups and the credential id.
+                let agentk_user = UserInfo {
+                    username: AGENTK_SERVICE_ACCOUNT.into(),
+                    groups: vec!["system:serviceaccounts".into(), "system:serviceaccounts:gitlab-agent".into()],
+                    extra: [(
+                        "authentication.kubernetes.io/credential-id".to_owned(),
+                        vec![format!("JTI=6b617369-7361-4b00-8000-{i:012x}")],
+                    )]
+                    .into(),
+                    ..Default::default()
+                };
+                let mut builder = ApiServer::builder(version).token(sa_token.clone(), agentk_user);
                 if let Some(f) = &ext.fixtures {
                     builder = builder.yaml(agentk_rbac());
                     if let Some(y) = f.cluster_yaml.get(i) {

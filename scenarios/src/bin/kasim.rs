@@ -1,7 +1,7 @@
 //! `kasim`: lint, list, run and replay scenario files; print their JSON Schema.
 //!
-//! Exit codes: 0 all passed, 1 a scenario failed, 2 bad input (unreadable or invalid file, unknown
-//! backend, version outside the window).
+//! Exit codes: 0 all passed (skipped runs allowed), 1 a scenario failed, 2 bad input (unreadable or
+//! invalid file, unknown backend, version outside the window) or no usable cluster.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use kasim_conformance::ClusterBackend;
+use kasim_scenarios::cluster;
 use kasim_scenarios::report;
 use kasim_scenarios::result::{RunResult, Status};
 use kasim_scenarios::runner;
@@ -34,15 +36,21 @@ enum Cmd {
         /// A seed range `A..B` (B exclusive).
         #[arg(long)]
         seeds: Option<String>,
+        /// `sim` (the deterministic simulator) or `cluster` (a real Kubernetes API server).
         #[arg(long, default_value = "sim")]
         backend: String,
         /// Only this Kubernetes version (must be one the file lists).
-        #[arg(long)]
+        #[arg(long, visible_alias = "kubernetes-version")]
         k8s: Option<String>,
+        /// Run only shard N of M (`N/M`, 1-based) of the scenario × version runs.
+        #[arg(long)]
+        shard: Option<String>,
         #[arg(long)]
         junit: Option<PathBuf>,
         #[arg(long)]
         json: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: Box<ClusterArgs>,
     },
     /// Re-run one scenario, version and seed, and print the full trace.
     Replay {
@@ -75,7 +83,56 @@ enum Cmd {
     },
 }
 
+/// `--backend cluster` options.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Where the cluster comes from: `kubeconfig` (KUBECONFIG or ~/.kube/config, as kubectl),
+    /// `kind` (created per version from kind-configs/<version>.yaml, deleted afterwards) or `k3s`
+    /// (a testcontainers k3s container per version).
+    #[arg(long, default_value = "kubeconfig")]
+    cluster: String,
+    /// The kubeconfig context (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
+    /// Keep kind clusters after the run (for debugging).
+    #[arg(long)]
+    keep: bool,
+    /// Where agentk runs: `in-process` (default) or `helm` (in the cluster, with the chart).
+    #[arg(long, default_value = "in-process")]
+    agentk: String,
+    /// `--agentk helm`: the chart (kasim's, or the upstream gitlab-agent chart).
+    #[arg(long)]
+    chart: Option<PathBuf>,
+    /// `--agentk helm`: chart values, `key=value` (repeatable), applied last.
+    #[arg(long = "set")]
+    sets: Vec<String>,
+    /// `--agentk helm`: where kas listens for agents.
+    #[arg(long, default_value = "0.0.0.0:8150")]
+    kas_listen: std::net::SocketAddr,
+    /// `--agentk helm`: the address agentk in the cluster dials (default: grpc://<gateway of the
+    /// `kind` Docker network>:<kas-listen port>).
+    #[arg(long)]
+    kas_address: Option<String>,
+}
+
 const BAD_INPUT: u8 = 2;
+
+/// Parses `N/M` (1 ≤ N ≤ M).
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard {s:?}: want N/M with 1 <= N <= M, e.g. 2/3");
+    let (n, m) = s.split_once('/').ok_or_else(bad)?;
+    let (n, m): (usize, usize) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+    if n == 0 || m == 0 || n > m {
+        return Err(bad());
+    }
+    Ok((n, m))
+}
+
+/// Entry `i` of a plan belongs to shard `n` of `m` when `i % m == n - 1`: stable for a given set of
+/// files, and every run lands in exactly one shard.
+fn in_shard(i: usize, shard: Option<(usize, usize)>) -> bool {
+    shard.is_none_or(|(n, m)| i % m == n - 1)
+}
 
 fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = vec![];
@@ -209,14 +266,28 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Run { paths, seed, seeds, backend, k8s, junit, json } => {
-            if backend != "sim" {
-                if backend == "cluster" {
-                    eprintln!("error: the cluster backend is not wired into this build yet");
-                } else {
-                    eprintln!("error: unknown backend {backend:?}: want sim (or cluster, once wired)");
+        Cmd::Run { paths, seed, seeds, backend, k8s, shard, junit, json, cluster } => {
+            let shard = match shard.as_deref().map(parse_shard).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(BAD_INPUT);
                 }
-                return ExitCode::from(BAD_INPUT);
+            };
+            match backend.as_str() {
+                "sim" => {}
+                "cluster" => {
+                    if seed.is_some() || seeds.is_some() {
+                        eprintln!("error: --seed/--seeds apply to the simulator; a cluster run is not seeded");
+                        return ExitCode::from(BAD_INPUT);
+                    }
+                    let Some(ls) = load_all(&paths) else { return ExitCode::from(BAD_INPUT) };
+                    return cluster_main(&ls, k8s.as_deref(), shard, &cluster, junit.as_deref(), json.as_deref());
+                }
+                other => {
+                    eprintln!("error: unknown backend {other:?}: want sim or cluster");
+                    return ExitCode::from(BAD_INPUT);
+                }
             }
             let seeds = match parse_seeds(seed, seeds.as_deref()) {
                 Ok(s) => s,
@@ -241,8 +312,169 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            let plan: Vec<_> =
+                plan.into_iter().enumerate().filter(|(i, _)| in_shard(*i, shard)).map(|(_, p)| p).collect();
             run_plan(&plan, junit.as_deref(), json.as_deref())
         }
+    }
+}
+
+/// `kasim run --backend cluster`: exit 0 all passed (skips allowed), 1 a run failed, 2 no cluster
+/// or bad options.
+fn cluster_main(
+    ls: &[Loaded],
+    k8s: Option<&str>,
+    shard: Option<(usize, usize)>,
+    args: &ClusterArgs,
+    junit: Option<&Path>,
+    json: Option<&Path>,
+) -> ExitCode {
+    let want = match k8s.map(|v| KubeVersion::parse_checked(v, true)).transpose() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let agentk = match agentk_mode(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let started = Instant::now();
+    let outcome = rt.block_on(async {
+        let mut results: Vec<(RunResult, f64)> = vec![];
+        let report = |r: &RunResult, secs: f64| println!("{} ({secs:.1}s)", report::summary_line(r));
+        match args.cluster.as_str() {
+            "kubeconfig" => {
+                let backend = kasim_conformance::ExistingCluster::from_env(args.context.clone())
+                    .map_err(|e| format!("--backend cluster: {e}"))?;
+                let (v, git) =
+                    cluster::server_version(&backend).await.map_err(|e| format!("{}: {e}", backend.describe()))?;
+                println!("cluster: {} runs Kubernetes {git}", kasim_conformance::ClusterBackend::describe(&backend));
+                if let Some(w) = want
+                    && w != v
+                {
+                    return Err(format!("the cluster runs Kubernetes {v} ({git}), not {w}"));
+                }
+                for (i, l) in ls.iter().enumerate() {
+                    if !in_shard(i, shard) {
+                        continue;
+                    }
+                    let t = Instant::now();
+                    let r = if l.versions.contains(&v) {
+                        cluster::run(&backend, l, v, &git, &agentk).await
+                    } else {
+                        let listed: Vec<String> = l.versions.iter().map(ToString::to_string).collect();
+                        cluster::skipped(l, v, format!("lists Kubernetes {}; the cluster runs {v}", listed.join(", ")))
+                    };
+                    let secs = t.elapsed().as_secs_f64();
+                    report(&r, secs);
+                    results.push((r, secs));
+                }
+            }
+            kind @ ("kind" | "k3s") => {
+                let mut versions: Vec<KubeVersion> = match want {
+                    Some(w) => vec![w],
+                    None => ls.iter().flat_map(|l| l.versions.iter().copied()).collect(),
+                };
+                versions.sort();
+                versions.dedup();
+                let plan: Vec<(&Loaded, KubeVersion)> = versions
+                    .iter()
+                    .flat_map(|v| ls.iter().filter(|l| l.versions.contains(v)).map(move |l| (l, *v)))
+                    .enumerate()
+                    .filter(|(i, _)| in_shard(*i, shard))
+                    .map(|(_, p)| p)
+                    .collect();
+                for v in versions {
+                    let runs: Vec<&Loaded> = plan.iter().filter(|(_, pv)| *pv == v).map(|(l, _)| *l).collect();
+                    if runs.is_empty() {
+                        continue;
+                    }
+                    let backend = make_cluster(kind, v, args.keep).await?;
+                    let (sv, git) = cluster::server_version(backend.as_ref()).await?;
+                    println!("cluster: {} runs Kubernetes {git}", backend.describe());
+                    if sv != v {
+                        return Err(format!("{} runs Kubernetes {sv}, not {v}", backend.describe()));
+                    }
+                    for l in runs {
+                        let t = Instant::now();
+                        let r = cluster::run(backend.as_ref(), l, v, &git, &agentk).await;
+                        let secs = t.elapsed().as_secs_f64();
+                        report(&r, secs);
+                        results.push((r, secs));
+                    }
+                    backend.teardown().await.map_err(|e| e.to_string())?;
+                }
+            }
+            other => return Err(format!("--cluster {other:?}: want kubeconfig, kind or k3s")),
+        }
+        Ok(results)
+    });
+    match outcome {
+        Ok(results) => {
+            let (results, wall): (Vec<RunResult>, Vec<f64>) = results.into_iter().unzip();
+            finish(&results, &wall, started, junit, json)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(BAD_INPUT)
+        }
+    }
+}
+
+/// A kind or k3s cluster for `v`.
+async fn make_cluster(kind: &str, v: KubeVersion, keep: bool) -> Result<Box<dyn ClusterBackend>, String> {
+    let version = v.to_string();
+    if kind == "kind" {
+        let name = format!("kasim-{}", version.replace('.', "-"));
+        return kasim_conformance::KindCluster::create(&version, &name, keep)
+            .await
+            .map(|c| Box::new(c) as Box<dyn ClusterBackend>)
+            .map_err(|e| format!("kind cluster for {version}: {e}"));
+    }
+    kasim_conformance::K3sCluster::start(&version)
+        .await
+        .map(|c| Box::new(c) as Box<dyn ClusterBackend>)
+        .map_err(|e| format!("k3s cluster for {version}: {e}"))
+}
+
+fn agentk_mode(args: &ClusterArgs) -> Result<cluster::AgentkMode, String> {
+    match args.agentk.as_str() {
+        "in-process" => {
+            if args.chart.is_some() || !args.sets.is_empty() || args.kas_address.is_some() {
+                return Err("--chart, --set and --kas-address need --agentk helm".into());
+            }
+            Ok(cluster::AgentkMode::InProcess)
+        }
+        "helm" => {
+            cluster::helm_ready()?;
+            let chart = args.chart.clone().unwrap_or_else(kasim_conformance::helm::default_chart);
+            if !chart.join("Chart.yaml").exists() {
+                return Err(format!("--chart {}: no Chart.yaml there", chart.display()));
+            }
+            let kas_address = match &args.kas_address {
+                Some(a) => a.clone(),
+                None => {
+                    let gw = kasim_conformance::helm::docker_network_gateway("kind").ok_or(
+                        "--agentk helm: cannot find the `kind` Docker network's gateway; pass --kas-address grpc://<host reachable from pods>:<port>",
+                    )?;
+                    format!("grpc://{gw}:{}", args.kas_listen.port())
+                }
+            };
+            Ok(cluster::AgentkMode::Helm { chart, sets: args.sets.clone(), kas_listen: args.kas_listen, kas_address })
+        }
+        other => Err(format!("--agentk {other:?}: want in-process or helm")),
     }
 }
 
@@ -286,14 +518,26 @@ fn run_plan(plan: &[(&Loaded, KubeVersion, u64)], junit: Option<&Path>, json: Op
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    finish(&results, &wall, started, junit, json)
+}
+
+/// Prints the totals, writes the reports; the exit code.
+fn finish(
+    results: &[RunResult],
+    wall: &[f64],
+    started: Instant,
+    junit: Option<&Path>,
+    json: Option<&Path>,
+) -> ExitCode {
     let failed = results.iter().filter(|r| r.status == Status::Fail).count();
+    let skipped = results.iter().filter(|r| r.status == Status::Skip).count();
     println!(
-        "{} runs, {} passed, {failed} failed in {:.1}s",
+        "{} runs, {} passed, {failed} failed, {skipped} skipped in {:.1}s",
         results.len(),
-        results.len() - failed,
+        results.len() - failed - skipped,
         started.elapsed().as_secs_f64()
     );
-    for (path, text) in [(junit, report::junit(&results, &wall)), (json, report::json(&results))] {
+    for (path, text) in [(junit, report::junit(results, wall)), (json, report::json(results))] {
         if let Some(p) = path
             && let Err(e) = std::fs::write(p, text)
         {

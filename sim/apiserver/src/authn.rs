@@ -1,8 +1,9 @@
 //! Bearer-token authentication.
 //!
 //! ## Differences from a real API server
-//! Only static bearer tokens are modelled (like `--token-auth-file`); there
-//! are no client certificates, service-account JWTs or OIDC. Anonymous
+//! Static bearer tokens (like `--token-auth-file`) and the opaque tokens the
+//! model's TokenRequest API issues (see `token_request`); there are no client
+//! certificates, signed service-account JWTs or OIDC. Anonymous
 //! requests are rejected with 401, as with `--anonymous-auth=false`, so a
 //! missing token never becomes `system:anonymous`.
 
@@ -44,9 +45,14 @@ pub(crate) enum AuthnError {
     Unknown,
 }
 
-/// Looks up the bearer token; the result has `system:authenticated`
-/// appended as the real authenticator union does.
-pub(crate) fn authenticate(tokens: &BTreeMap<String, UserInfo>, headers: &HeaderMap) -> Result<UserInfo, AuthnError> {
+/// Looks up the bearer token among the static ones, then asks `issued` (tokens
+/// from the TokenRequest API); the result has `system:authenticated` appended
+/// as the real authenticator union does.
+pub(crate) fn authenticate(
+    tokens: &BTreeMap<String, UserInfo>,
+    headers: &HeaderMap,
+    issued: impl FnOnce(&str) -> Option<UserInfo>,
+) -> Result<UserInfo, AuthnError> {
     let value = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(AuthnError::Missing)?;
     let mut parts = value.trim().splitn(2, ' ');
     let scheme = parts.next().unwrap_or_default();
@@ -54,7 +60,7 @@ pub(crate) fn authenticate(tokens: &BTreeMap<String, UserInfo>, headers: &Header
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(AuthnError::Missing);
     }
-    let mut user = tokens.get(token).cloned().ok_or(AuthnError::Unknown)?;
+    let mut user = tokens.get(token).cloned().or_else(|| issued(token)).ok_or(AuthnError::Unknown)?;
     if !user.groups.iter().any(|g| g == ALL_AUTHENTICATED) {
         user.groups.push(ALL_AUTHENTICATED.to_string());
     }
@@ -76,10 +82,13 @@ mod tests {
         let mut tokens = BTreeMap::new();
         tokens
             .insert("t".to_string(), UserInfo { username: "u".into(), groups: vec!["g".into()], ..Default::default() });
-        let u = authenticate(&tokens, &headers("Bearer t")).unwrap();
+        let none = |_: &str| None;
+        let u = authenticate(&tokens, &headers("Bearer t"), none).unwrap();
         assert_eq!(u.groups, ["g", ALL_AUTHENTICATED]);
-        assert_eq!(authenticate(&tokens, &headers("Bearer x")), Err(AuthnError::Unknown));
-        assert_eq!(authenticate(&tokens, &headers("Basic t")), Err(AuthnError::Missing));
-        assert_eq!(authenticate(&tokens, &HeaderMap::new()), Err(AuthnError::Missing));
+        assert_eq!(authenticate(&tokens, &headers("Bearer x"), none), Err(AuthnError::Unknown));
+        assert_eq!(authenticate(&tokens, &headers("Basic t"), none), Err(AuthnError::Missing));
+        assert_eq!(authenticate(&tokens, &HeaderMap::new(), none), Err(AuthnError::Missing));
+        let issued = |t: &str| (t == "x").then(|| UserInfo { username: "sa".into(), ..Default::default() });
+        assert_eq!(authenticate(&tokens, &headers("Bearer x"), issued).unwrap().groups, [ALL_AUTHENTICATED]);
     }
 }

@@ -43,6 +43,7 @@ mod selector;
 mod server;
 mod status;
 mod store;
+mod token_request;
 mod version;
 mod watch;
 

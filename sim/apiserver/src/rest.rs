@@ -11,7 +11,8 @@
 //!   `gracePeriodSeconds`, `propagationPolicy` and `dryRun` are ignored,
 //!   `preconditions` are honoured.
 //! * Subresources (`status`, `exec`, `log`, …) are not served: 404 after
-//!   authorization.
+//!   authorization; the one exception is `serviceaccounts/token` (see
+//!   `token_request`).
 //! * `Accept` is not negotiated: responses are always JSON (no protobuf, no
 //!   `as=Table`), which clients that also accept JSON handle.
 

@@ -24,6 +24,7 @@ use crate::rest;
 use crate::reviews::{self, Review};
 use crate::status::ApiError;
 use crate::store::Store;
+use crate::token_request;
 use crate::version::KubeVersion;
 use crate::{BoxBody, bootstrap, discovery};
 
@@ -299,6 +300,11 @@ impl ApiServer {
             decision: AuditDecision::Unauthenticated,
             status: 0,
         };
+        // The body is read before anything can fail, as Go's net/http drains unread request bodies
+        // after a handler returns: an early 401/403 must not leave unread bytes that force the
+        // server to close the connection under a client that is about to reuse it. A body error
+        // still surfaces where the real server reports it (after authentication and authorization).
+        let body = read_body(body).await;
         let mut resp = match self.process(&parts, &query, &attrs, body, &mut ev).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
@@ -318,20 +324,18 @@ impl ApiServer {
         resp
     }
 
-    async fn process<B>(
+    async fn process(
         &self,
         parts: &http::request::Parts,
         query: &Query,
         attrs: &RequestAttributes,
-        body: B,
+        body: Result<Bytes, ApiError>,
         ev: &mut AuditEvent,
-    ) -> Result<Response<BoxBody>, ApiError>
-    where
-        B: http_body::Body,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) -> Result<Response<BoxBody>, ApiError> {
         let shared = &self.shared;
-        let user = authn::authenticate(&shared.tokens, &parts.headers).map_err(|_| ApiError::unauthorized())?;
+        let user =
+            authn::authenticate(&shared.tokens, &parts.headers, |t| token_request::authenticate(&mut shared.lock(), t))
+                .map_err(|_| ApiError::unauthorized())?;
         ev.user = Some(user.clone());
 
         ev.decision = AuditDecision::ImpersonationRejected;
@@ -363,7 +367,7 @@ impl ApiServer {
         if !attrs.resource_request {
             return discovery::serve(shared.version, &parts.method, &parts.headers, &attrs.path);
         }
-        let body = read_body(body).await?;
+        let body = body?;
         if let Some(review) = Review::of(attrs) {
             if parts.method != Method::POST {
                 return Err(ApiError::method_not_allowed());
@@ -375,6 +379,9 @@ impl ApiServer {
             };
             let out = reviews::serve(review, &shared.lock(), &effective, &doc)?;
             return Ok(rest::ok_json(StatusCode::CREATED, &out));
+        }
+        if token_request::is_token_request(attrs) {
+            return token_request::serve(&mut shared.lock(), attrs, &parts.headers, &body);
         }
         rest::serve(shared, &parts.headers, attrs, query, &body)
     }

@@ -106,6 +106,8 @@ pub(crate) struct Store {
     evicted_through: u64,
     aggregation: AggregationMode,
     started: tokio::time::Instant,
+    /// Tokens from the TokenRequest API.
+    issued: crate::token_request::Issued,
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
@@ -149,6 +151,7 @@ impl Store {
             evicted_through: 0,
             aggregation,
             started: tokio::time::Instant::now(),
+            issued: Default::default(),
         }
     }
 
@@ -160,6 +163,16 @@ impl Store {
     /// Current virtual time as an RFC 3339 timestamp.
     pub fn now(&self) -> String {
         rfc3339(EPOCH_SECS + self.started.elapsed().as_secs())
+    }
+
+    /// Virtual time `secs` from now, as an RFC 3339 timestamp.
+    pub fn timestamp_after(&self, secs: u64) -> String {
+        rfc3339(EPOCH_SECS + self.started.elapsed().as_secs() + secs)
+    }
+
+    /// Tokens the TokenRequest API issued.
+    pub fn issued_tokens(&mut self) -> &mut crate::token_request::Issued {
+        &mut self.issued
     }
 
     fn key(rt: &ResourceType, ns: &str, name: &str) -> Key {

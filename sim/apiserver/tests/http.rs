@@ -291,3 +291,85 @@ async fn watch_streams_over_http1_chunks() {
     let event: Value = serde_json::from_slice(frame.data_ref().unwrap()).unwrap();
     assert_eq!(event["object"]["metadata"]["name"], "second");
 }
+
+/// `call` with another bearer token.
+async fn call_as(addr: SocketAddr, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "kube")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    json_of(send_h1(addr, r).await).await
+}
+
+#[tokio::test]
+async fn token_request_issues_tokens_that_authenticate_as_the_service_account_until_it_is_deleted() {
+    let (_, addr) = start(KubeVersion::V1_32).await;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "run"}});
+    assert_eq!(call(addr, "POST", "/api/v1/namespaces", Some(ns)).await.0, 201);
+    let token_path = "/api/v1/namespaces/run/serviceaccounts/agentk/token";
+    let (code, v) = call(addr, "POST", token_path, Some(json!({"spec": {}}))).await;
+    assert_eq!((code, v["message"].as_str().unwrap()), (404, "serviceaccounts \"agentk\" not found"));
+
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "agentk"}});
+    assert_eq!(call(addr, "POST", "/api/v1/namespaces/run/serviceaccounts", Some(sa.clone())).await.0, 201);
+    let (code, v) = call(addr, "POST", token_path, Some(json!({"spec": {"expirationSeconds": 60}}))).await;
+    assert_eq!(code, 422, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("may not specify a duration less than 10 minutes"), "{v}");
+
+    let (code, v) = call(addr, "POST", token_path, Some(json!({"spec": {"expirationSeconds": 3600}}))).await;
+    assert_eq!(code, 201, "{v}");
+    assert_eq!((v["kind"].as_str(), v["spec"]["expirationSeconds"].as_i64()), (Some("TokenRequest"), Some(3600)));
+    let token = v["status"]["token"].as_str().unwrap().to_owned();
+    assert!(v["status"]["expirationTimestamp"].as_str().unwrap().ends_with('Z'));
+
+    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+    let ssr = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    let (code, v) = call_as(addr, &token, "POST", ssr, review.clone()).await;
+    assert_eq!(code, 201, "{v}");
+    let user = &v["status"]["userInfo"];
+    assert_eq!(user["username"], "system:serviceaccount:run:agentk");
+    assert_eq!(user["groups"], json!(["system:serviceaccounts", "system:serviceaccounts:run", "system:authenticated"]));
+    assert!(user["extra"]["authentication.kubernetes.io/credential-id"][0].as_str().unwrap().starts_with("JTI="));
+    // No rights beyond the defaults: listing pods is forbidden, in the server's words.
+    let (code, v) = call_as(addr, &token, "GET", "/api/v1/namespaces/run/pods", json!({})).await;
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(
+        v["message"],
+        "pods is forbidden: User \"system:serviceaccount:run:agentk\" cannot list resource \"pods\" in API group \"\" in the namespace \"run\""
+    );
+
+    // Deleting the account revokes the token, and a new account of the same name does not revive it.
+    assert_eq!(call(addr, "DELETE", "/api/v1/namespaces/run/serviceaccounts/agentk", None).await.0, 200);
+    assert_eq!(call_as(addr, &token, "POST", ssr, review.clone()).await.0, 401);
+    assert_eq!(call(addr, "POST", "/api/v1/namespaces/run/serviceaccounts", Some(sa)).await.0, 201);
+    assert_eq!(call_as(addr, &token, "POST", ssr, review).await.0, 401);
+}
+
+/// A request refused before its body is needed (401 here) still has its body read, so the
+/// connection stays usable for the next request, as with Go's net/http (which drains small unread
+/// bodies): a client reusing a pooled connection must not meet a closed socket.
+#[tokio::test]
+async fn a_refused_request_with_a_body_keeps_the_connection_reusable() {
+    let (_, addr) = start(KubeVersion::V1_32).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "v".repeat(512 * 1024)}});
+    let refused = Request::builder()
+        .method("POST")
+        .uri("/api/v1/namespaces/default/configmaps")
+        .header("host", "kube")
+        .header("authorization", "Bearer wrong")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (code, _) = json_of(sender.send_request(refused).await.unwrap()).await;
+    assert_eq!(code, 401);
+    sender.ready().await.expect("the connection is still open");
+    let (code, v) = json_of(sender.send_request(req("GET", "/version", None, "")).await.unwrap()).await;
+    assert_eq!((code, v["major"].as_str()), (200, Some("1")));
+}
