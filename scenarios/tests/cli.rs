@@ -133,3 +133,44 @@ fn shards_partition_the_runs() {
     seen.dedup();
     assert_eq!((before, seen.len()), (6, 6), "{seen:?}");
 }
+
+/// Every `kasim run` the CI pipelines in `ci/` execute is accepted by this CLI: run here without a
+/// cluster, each stops at "no cluster" (or at the missing helm CLI), never at an unknown flag.
+#[test]
+fn the_pipelines_kasim_commands_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut seen = 0;
+    for f in [
+        "ci/github/nightly-kind-matrix.yml",
+        "ci/github/release-validation.yml",
+        "ci/gitlab/nightly-kind-matrix.yml",
+        "ci/gitlab/release-validation.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(f)).unwrap().replace("\\\n", " ");
+        for line in text.lines().filter(|l| l.contains("target/release/kasim run")) {
+            let cmd = line.split("target/release/kasim").nth(1).unwrap();
+            let cmd = cmd
+                .replace("${{ matrix.kubernetes }}", "1.32")
+                .replace("${{ matrix.shard }}/${SHARDS}", "1/2")
+                .replace("$KUBERNETES_VERSION", "1.32")
+                .replace("$SHARD/$SHARDS", "1/2")
+                .replace('"', "");
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            let out = Command::new(env!("CARGO_BIN_EXE_kasim"))
+                .args(&args)
+                .env("KUBECONFIG", "/nonexistent/kubeconfig")
+                .current_dir(&root)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{f}: {args:?}: {err}");
+            assert!(
+                err.starts_with("error: --backend cluster: no cluster: KUBECONFIG names /nonexistent/kubeconfig")
+                    || err.starts_with("error: no helm CLI on PATH"),
+                "{f}: {args:?}: {err}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 4);
+}
