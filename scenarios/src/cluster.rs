@@ -500,6 +500,24 @@ async fn send(
     Ok(Response { status, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
+/// The agentk image a Helm install uses: `image.repository` and `image.tag` from the `--set`
+/// values (the last one wins, as with helm), else from the chart's `values.yaml`.
+pub fn chart_image(chart: &std::path::Path, sets: &[String]) -> Result<String, String> {
+    let path = chart.join("values.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let values: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let set = |key: &str| sets.iter().rev().find_map(|s| s.strip_prefix(key).and_then(|r| r.strip_prefix('=')));
+    let repo = set("image.repository")
+        .map(str::to_owned)
+        .or_else(|| values["image"]["repository"].as_str().map(str::to_owned));
+    let tag = set("image.tag").map(str::to_owned).or_else(|| values["image"]["tag"].as_str().map(str::to_owned));
+    match (repo, tag) {
+        (Some(r), Some(t)) => Ok(format!("{r}:{t}")),
+        _ => Err(format!("{}: no image.repository/image.tag, and none in --set", path.display())),
+    }
+}
+
 /// `helm` is needed for [`AgentkMode::Helm`]; the one-line reason when it is missing.
 pub fn helm_ready() -> Result<String, String> {
     helm::helm_available().map_err(|e| e.to_string())
@@ -508,6 +526,17 @@ pub fn helm_ready() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_helm_image_comes_from_set_values_over_the_charts_defaults() {
+        let chart = kasim_conformance::helm::default_chart();
+        assert_eq!(chart_image(&chart, &[]).unwrap(), "kasim/agentk:dev");
+        let sets = ["image.tag=release".to_owned(), "image.tag=v2".to_owned()];
+        assert_eq!(chart_image(&chart, &sets).unwrap(), "kasim/agentk:v2");
+        assert!(
+            chart_image(std::path::Path::new("/nonexistent"), &[]).unwrap_err().contains("/nonexistent/values.yaml")
+        );
+    }
 
     #[test]
     fn run_namespaces_are_dns_labels() {

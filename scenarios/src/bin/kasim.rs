@@ -401,7 +401,7 @@ fn cluster_main(
                     if runs.is_empty() {
                         continue;
                     }
-                    let backend = make_cluster(kind, v, args.keep).await?;
+                    let backend = make_cluster(kind, v, args.keep, &agentk).await?;
                     let (sv, git) = cluster::server_version(backend.as_ref()).await?;
                     println!("cluster: {} runs Kubernetes {git}", backend.describe());
                     if sv != v {
@@ -434,14 +434,27 @@ fn cluster_main(
 }
 
 /// A kind or k3s cluster for `v`.
-async fn make_cluster(kind: &str, v: KubeVersion, keep: bool) -> Result<Box<dyn ClusterBackend>, String> {
+async fn make_cluster(
+    kind: &str,
+    v: KubeVersion,
+    keep: bool,
+    agentk: &cluster::AgentkMode,
+) -> Result<Box<dyn ClusterBackend>, String> {
     let version = v.to_string();
     if kind == "kind" {
         let name = format!("kasim-{}", version.replace('.', "-"));
-        return kasim_conformance::KindCluster::create(&version, &name, keep)
+        let c = kasim_conformance::KindCluster::create(&version, &name, keep)
             .await
-            .map(|c| Box::new(c) as Box<dyn ClusterBackend>)
-            .map_err(|e| format!("kind cluster for {version}: {e}"));
+            .map_err(|e| format!("kind cluster for {version}: {e}"))?;
+        // A cluster kasim creates has no registry to pull agentk from: load the chart's image.
+        if let cluster::AgentkMode::Helm { chart, sets, .. } = agentk {
+            let image = cluster::chart_image(chart, sets)?;
+            c.load_image(&image).map_err(|e| format!("kind load docker-image {image}: {e}"))?;
+        }
+        return Ok(Box::new(c));
+    }
+    if matches!(agentk, cluster::AgentkMode::Helm { .. }) {
+        return Err("--agentk helm needs --cluster kubeconfig or kind (images cannot be loaded into k3s here)".into());
     }
     kasim_conformance::K3sCluster::start(&version)
         .await
