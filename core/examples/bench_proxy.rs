@@ -217,21 +217,17 @@ async fn main() {
     let only = only.as_deref();
     let run = |name: &str| only.is_none_or(|o| o == name);
     let mut rows: Vec<(&str, Vec<Duration>, f64)> = Vec::new();
-    for (name, url, auth) in [
-        ("direct", &direct_url, None),
-        ("floor", &floor_url, None),
-        ("kasim", &proxied_url, Some(auth.as_str())),
-    ] {
+    for (name, url, auth) in
+        [("direct", &direct_url, None), ("floor", &floor_url, None), ("kasim", &proxied_url, Some(auth.as_str()))]
+    {
         if run(name) {
             let lat = latency(&client, url, auth, n).await;
             rows.push((name, lat, 0.0));
         }
     }
-    for (name, url, auth) in [
-        ("direct", &direct_url, None),
-        ("floor", &floor_url, None),
-        ("kasim", &proxied_url, Some(auth.as_str())),
-    ] {
+    for (name, url, auth) in
+        [("direct", &direct_url, None), ("floor", &floor_url, None), ("kasim", &proxied_url, Some(auth.as_str()))]
+    {
         if run(name) {
             let rps = throughput(&client, url, auth, n * 2, concurrency).await;
             if let Some(r) = rows.iter_mut().find(|r| r.0 == name) {
