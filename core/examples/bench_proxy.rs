@@ -152,6 +152,12 @@ async fn main() {
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5000);
     let concurrency: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(8);
     let only = args.next();
+    // As the kas and agentk binaries do: with a subscriber installed, disabled spans of hyper, h2 and
+    // tonic cost a cached interest check instead of tracing's `log` fallback.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let shutdown = CancellationToken::new();
     let up = upstream().await;
 
