@@ -86,8 +86,9 @@ struct Inner {
     via: String,
     gitlab: Arc<dyn GitLabApi>,
     router: Router,
-    jobs: Cache<Result<AllowedAgentsForJob, GitLabError>>,
-    users: Cache<Result<AuthorizeProxyUser, GitLabError>>,
+    /// Shared answers: a cache hit is a reference count, not a copy of the job's allowed agents.
+    jobs: Cache<Arc<Result<AllowedAgentsForJob, GitLabError>>>,
+    users: Cache<Arc<Result<AuthorizeProxyUser, GitLabError>>>,
 }
 
 /// A refusal before anything was forwarded.
@@ -317,12 +318,12 @@ impl K8sProxy {
                 let answer = match self.inner.jobs.get(&key) {
                     Some(a) => a,
                     None => {
-                        let a = self.inner.gitlab.allowed_agents_for_job(job_token).await;
+                        let a = Arc::new(self.inner.gitlab.allowed_agents_for_job(job_token).await);
                         self.inner.jobs.put(key, a.clone(), if a.is_ok() { cache::TTL } else { cache::ERROR_TTL });
                         a
                     }
                 };
-                let job = answer.map_err(|e| match e {
+                let job = answer.as_ref().as_ref().map_err(|e| match e {
                     GitLabError::Unauthorized => refuse(StatusCode::UNAUTHORIZED, "CI job token is not valid"),
                     GitLabError::Forbidden => refuse(StatusCode::FORBIDDEN, "CI job is not allowed to use the agent"),
                     GitLabError::NotFound => refuse(StatusCode::NOT_FOUND, "CI job not found"),
@@ -333,7 +334,7 @@ impl K8sProxy {
                     .iter()
                     .find(|a| a.id == agent_id)
                     .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "agentId is not allowed"))?;
-                Ok(identity::for_ci_job(&job, agent))
+                Ok(identity::for_ci_job(job, agent))
             }
             Credentials::Pat { token, .. } => {
                 self.authorize_user(agent_id, AccessType::PersonalAccessToken, token, "").await
@@ -355,16 +356,16 @@ impl K8sProxy {
         let answer = match self.inner.users.get(&cache_key) {
             Some(a) => a,
             None => {
-                let a = self.inner.gitlab.authorize_proxy_user(agent_id, access_type, key, csrf).await;
+                let a = Arc::new(self.inner.gitlab.authorize_proxy_user(agent_id, access_type, key, csrf).await);
                 self.inner.users.put(cache_key, a.clone(), if a.is_ok() { cache::TTL } else { cache::ERROR_TTL });
                 a
             }
         };
-        let auth = answer.map_err(|e| match e {
+        let auth = answer.as_ref().as_ref().map_err(|e| match e {
             GitLabError::Unavailable(m) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("GitLab: {m}")),
             _ => refuse(StatusCode::UNAUTHORIZED, "user is not authorized to access the agent"),
         })?;
-        Ok(identity::for_user(&auth, access_type))
+        Ok(identity::for_user(auth, access_type))
     }
 }
 
