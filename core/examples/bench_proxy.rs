@@ -1,12 +1,16 @@
 //! Benchmark: GET through kas's k8s proxy → tunnel → agentk → upstream, against GET direct to the same
-//! upstream, on loopback TCP. Run in release:
+//! upstream and against a floor: the same GET through a bare two-hop hyper HTTP/1 reverse proxy chain
+//! (client → hop1 → hop2 → upstream, each hop a minimal hyper server forwarding with a pooled hyper
+//! client), all on loopback TCP in this process. The floor shows what any two proxy hops cost on this
+//! machine, independent of kasim's design. Run in release:
 //!
 //! ```text
-//! cargo run --release -p kasim-core --example bench_proxy [-- REQUESTS CONCURRENCY]
+//! cargo run --release -p kasim-core --example bench_proxy [-- REQUESTS CONCURRENCY [direct|floor|kasim]]
 //! ```
 //!
-//! Prints p50/p99 latency (sequential requests) and requests/s (concurrent clients) for both paths,
-//! and their ratios, measured in one run.
+//! Prints p50/p99 latency (sequential requests) and requests/s (concurrent clients) for the three
+//! paths, and the ratios kasim/direct and kasim/floor, measured in one run. A third argument runs one
+//! path only (for profiling).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +58,38 @@ async fn upstream() -> String {
                         let mut r = http::Response::new(http_body_util::Full::new(b));
                         r.headers_mut().insert("content-type", "application/json".parse().unwrap());
                         Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// One hop of the floor chain: a minimal hyper HTTP/1 server that forwards every request to `next`
+/// with a pooled hyper client and streams the answer back.
+async fn hop(next: String) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    let client: Client<HttpConnector, hyper::body::Incoming> = Client::builder(TokioExecutor::new()).build(http);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            s.set_nodelay(true).unwrap();
+            let (client, next) = (client.clone(), next.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (client, next) = (client.clone(), next.clone());
+                    async move {
+                        let (mut parts, body) = req.into_parts();
+                        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                        parts.uri = format!("http://{next}{pq}").parse().unwrap();
+                        parts.headers.remove(http::header::HOST);
+                        client.request(http::Request::from_parts(parts, body)).await
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -115,6 +151,13 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5000);
     let concurrency: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let only = args.next();
+    // As the kas and agentk binaries do: with a subscriber installed, disabled spans of hyper, h2 and
+    // tonic cost a cached interest check instead of tracing's `log` fallback.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let shutdown = CancellationToken::new();
     let up = upstream().await;
 
@@ -175,33 +218,64 @@ async fn main() {
     let proxied_url = format!("http://{proxy_addr}{path}");
     let auth = format!("Bearer ci:1:{JOB_TOKEN}");
 
-    let direct = latency(&client, &direct_url, None, n).await;
-    let proxied = latency(&client, &proxied_url, Some(&auth), n).await;
-    let direct_rps = throughput(&client, &direct_url, None, n * 2, concurrency).await;
-    let proxied_rps = throughput(&client, &proxied_url, Some(&auth), n * 2, concurrency).await;
+    let floor_url = format!("http://{}{path}", hop(hop(up.clone()).await).await);
+
+    let only = only.as_deref();
+    let run = |name: &str| only.is_none_or(|o| o == name);
+    let mut rows: Vec<(&str, Vec<Duration>, f64)> = Vec::new();
+    for (name, url, auth) in
+        [("direct", &direct_url, None), ("floor", &floor_url, None), ("kasim", &proxied_url, Some(auth.as_str()))]
+    {
+        if run(name) {
+            let lat = latency(&client, url, auth, n).await;
+            rows.push((name, lat, 0.0));
+        }
+    }
+    for (name, url, auth) in
+        [("direct", &direct_url, None), ("floor", &floor_url, None), ("kasim", &proxied_url, Some(auth.as_str()))]
+    {
+        if run(name) {
+            let rps = throughput(&client, url, auth, n * 2, concurrency).await;
+            if let Some(r) = rows.iter_mut().find(|r| r.0 == name) {
+                r.2 = rps;
+            }
+        }
+    }
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "body {} bytes, {n} sequential requests, {} concurrent requests in {concurrency} clients",
         body().len(),
         n * 2
     );
-    println!(
-        "direct    p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s",
-        us(percentile(&direct, 0.5)),
-        us(percentile(&direct, 0.99)),
-        direct_rps
-    );
-    println!(
-        "proxied   p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s",
-        us(percentile(&proxied, 0.5)),
-        us(percentile(&proxied, 0.99)),
-        proxied_rps
-    );
-    println!(
-        "ratios    p50 proxied/direct {:.2}x   throughput proxied/direct {:.2}x",
-        percentile(&proxied, 0.5).as_secs_f64() / percentile(&direct, 0.5).as_secs_f64(),
-        proxied_rps / direct_rps
-    );
+    for (name, lat, rps) in &rows {
+        println!(
+            "{name:<8}  p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s",
+            us(percentile(lat, 0.5)),
+            us(percentile(lat, 0.99)),
+            rps
+        );
+    }
+    let row = |name: &str| rows.iter().find(|r| r.0 == name);
+    if let Some(k) = row("kasim") {
+        for base in ["direct", "floor"] {
+            if let Some(b) = row(base) {
+                println!(
+                    "kasim/{base:<6}  p50 {:.2}x   p99 {:.2}x   throughput {:.2}x",
+                    percentile(&k.1, 0.5).as_secs_f64() / percentile(&b.1, 0.5).as_secs_f64(),
+                    percentile(&k.1, 0.99).as_secs_f64() / percentile(&b.1, 0.99).as_secs_f64(),
+                    k.2 / b.2
+                );
+            }
+        }
+    }
+    if let (Some(f), Some(d)) = (row("floor"), row("direct")) {
+        println!(
+            "floor/direct  p50 {:.2}x   p99 {:.2}x   throughput {:.2}x",
+            percentile(&f.1, 0.5).as_secs_f64() / percentile(&d.1, 0.5).as_secs_f64(),
+            percentile(&f.1, 0.99).as_secs_f64() / percentile(&d.1, 0.99).as_secs_f64(),
+            f.2 / d.2
+        );
+    }
     println!("agentk pool: {:?}", agentk.stats());
     shutdown.cancel();
 }

@@ -26,7 +26,7 @@ fn run_writes_summary_junit_and_json() {
         json.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("PASS rbac-impersonation k8s 1.32 seed 1 virtual 5s940ms"), "{out}");
+    assert!(out.contains("PASS rbac-impersonation k8s 1.32 seed 1 virtual 5s910ms"), "{out}");
     assert!(out.contains("6 runs, 6 passed, 0 failed, 0 skipped in "), "{out}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();

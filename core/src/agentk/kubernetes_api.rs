@@ -8,11 +8,17 @@
 //! "nested impersonation is not supported - agent is already configured to impersonate an identity"
 //! as gRPC Unavailable (what upstream has returned since 2022-05; kas turns it into a 502).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::future::{Fuse, FusedFuture, FutureExt};
+use futures_util::{Stream, StreamExt};
+use http_body::Body as _;
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -97,7 +103,7 @@ fn has_impersonation_headers(h: &http::HeaderMap) -> bool {
 
 #[tonic::async_trait]
 impl KubernetesApi for KubernetesApiService {
-    type MakeRequestStream = ReceiverStream<Result<HttpResponse, Status>>;
+    type MakeRequestStream = Pin<Box<dyn Stream<Item = Result<HttpResponse, Status>> + Send>>;
 
     async fn make_request(
         &self,
@@ -156,7 +162,7 @@ impl KubernetesApi for KubernetesApiService {
         let (body_tx, body_rx) = mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(16);
         let (upgrade_tx, mut upgrade_rx) = mpsc::channel::<Bytes>(16);
         let no_body = header.content_length == Some(0);
-        let reader = tokio::spawn(async move {
+        let reader = async move {
             let mut body_tx = if no_body { None } else { Some(body_tx) };
             while let Some(m) = inbound.next().await {
                 let m = match m {
@@ -183,7 +189,16 @@ impl KubernetesApi for KubernetesApiService {
                 }
             }
             let _ = order.accept(EOF);
-        });
+        };
+        // A request with a body or an upgrade needs its reader running beside the upstream call; for
+        // the rest (most GETs) it only drains the trailer and the end, polled inline rather than as
+        // a task: during the upstream call here, then by the response stream.
+        let (reader, mut inline_reader): (Option<tokio::task::JoinHandle<()>>, Option<Reader>) = if no_body && !upgrade
+        {
+            (None, Some((Box::pin(reader) as Pin<Box<dyn Future<Output = ()> + Send>>).fuse()))
+        } else {
+            (Some(tokio::spawn(reader)), None)
+        };
         let body: ClientBody = if no_body {
             http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
         } else {
@@ -192,8 +207,21 @@ impl KubernetesApi for KubernetesApiService {
         let mut builder = http::Request::builder().method(method).uri(pq);
         *builder.headers_mut().expect("builder is valid") = headers;
         let request = builder.body(body).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let mut response =
-            self.backend.send(request).await.map_err(|e| Status::unavailable(format!("Kubernetes API: {e}")))?;
+        let send = self.backend.send(request);
+        let sent = match &mut inline_reader {
+            None => send.await,
+            Some(r) => {
+                tokio::pin!(send);
+                loop {
+                    tokio::select! {
+                        biased;
+                        sent = &mut send => break sent,
+                        () = &mut *r, if reader_running(r) => {}
+                    }
+                }
+            }
+        };
+        let mut response = sent.map_err(|e| Status::unavailable(format!("Kubernetes API: {e}")))?;
 
         let status = response.status();
         let mut resp_headers = response.headers().clone();
@@ -204,7 +232,6 @@ impl KubernetesApi for KubernetesApiService {
             _ => "1.1",
         };
         http_meta::append_via(&mut resp_headers, &format!("{version} {}", self.product));
-        let (out_tx, out_rx) = mpsc::channel(16);
         let head = http_response::Message::Header(http_response::Header {
             response: Some(prototool::HttpResponse {
                 status_code: i32::from(status.as_u16()),
@@ -212,9 +239,19 @@ impl KubernetesApi for KubernetesApiService {
                 header: http_meta::to_values(&resp_headers),
             }),
         });
-        out_tx.send(resp(head)).await.map_err(|_| Status::cancelled("kas went away"))?;
         let upgraded =
             (upgrade && status == http::StatusCode::SWITCHING_PROTOCOLS).then(|| hyper::upgrade::on(&mut response));
+        if upgraded.is_none() {
+            // No upgrade: tonic polls the upstream body directly, no task and channel in between.
+            return Ok(Response::new(Box::pin(ResponseStream {
+                head: Some(resp(head)),
+                body: Some(response.into_body()),
+                reader: inline_reader,
+                _upgrade_rx: upgrade_rx,
+            })));
+        }
+        let (out_tx, out_rx) = mpsc::channel(16);
+        out_tx.send(resp(head)).await.map_err(|_| Status::cancelled("kas went away"))?;
         tokio::spawn(async move {
             let mut body = response.into_body();
             while let Some(frame) = body.frame().await {
@@ -273,6 +310,72 @@ impl KubernetesApi for KubernetesApiService {
             };
             tokio::join!(up, down);
         });
-        Ok(Response::new(ReceiverStream::new(out_rx)))
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
+
+/// The request reader when it runs inline (no body, no upgrade).
+type Reader = Fuse<Pin<Box<dyn Future<Output = ()> + Send>>>;
+
+fn reader_running(r: &Reader) -> bool {
+    !r.is_terminated()
+}
+
+/// A response without upgrade: the header, the upstream body as Data messages, then the trailer; an
+/// upstream body error ends it with Unavailable. It also polls the inline request reader, and hands
+/// a reader that has not finished by the end to a task, as a reader task would have gone on.
+struct ResponseStream {
+    head: Option<Result<HttpResponse, Status>>,
+    body: Option<Incoming>,
+    reader: Option<Reader>,
+    /// Upgrade bytes from kas are dropped: nothing upgraded.
+    _upgrade_rx: mpsc::Receiver<Bytes>,
+}
+
+impl ResponseStream {
+    fn finish(&mut self) {
+        self.body = None;
+        if let Some(r) = self.reader.take()
+            && reader_running(&r)
+        {
+            tokio::spawn(r);
+        }
+    }
+}
+
+impl Stream for ResponseStream {
+    type Item = Result<HttpResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(r) = &mut this.reader
+            && reader_running(r)
+        {
+            let _ = Pin::new(r).poll(cx);
+        }
+        if let Some(h) = this.head.take() {
+            return Poll::Ready(Some(h));
+        }
+        loop {
+            let Some(body) = &mut this.body else { return Poll::Ready(None) };
+            match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(f))) => {
+                    if let Ok(data) = f.into_data() {
+                        return Poll::Ready(Some(resp(http_response::Message::Data(http_response::Data {
+                            data: data.to_vec(),
+                        }))));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.finish();
+                    return Poll::Ready(Some(Err(Status::unavailable(format!("Kubernetes API response body: {e}")))));
+                }
+                Poll::Ready(None) => {
+                    this.finish();
+                    return Poll::Ready(Some(resp(http_response::Message::Trailer(http_response::Trailer {}))));
+                }
+            }
+        }
     }
 }

@@ -84,12 +84,17 @@ impl Router {
         let m = MethodName::parse(&call.method).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (service, method) = (m.service.to_owned(), m.method.to_owned());
         loop {
-            let found = tokio::time::timeout(
-                self.inner.timeout,
-                self.find(agent_id, &service, &method, &call.method, &call.meta),
-            )
-            .await
-            .map_err(|_| Status::deadline_exceeded(NO_TUNNEL_MESSAGE))?;
+            // An idle local tunnel is what `find` would pick first; take it without the timer, tracker
+            // poll and futures set that waiting needs.
+            let found = match self.inner.registry.try_find(agent_id, &service, &method) {
+                Some(handle) => Found::Local(handle),
+                None => tokio::time::timeout(
+                    self.inner.timeout,
+                    self.find(agent_id, &service, &method, &call.method, &call.meta),
+                )
+                .await
+                .map_err(|_| Status::deadline_exceeded(NO_TUNNEL_MESSAGE))?,
+            };
             match found {
                 Found::Local(handle) => match handle.forward(call).await {
                     Ok(events) => return Ok(events),

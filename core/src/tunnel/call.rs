@@ -59,6 +59,14 @@ impl CallEvents {
             None => self.rx.recv().await,
         }
     }
+
+    /// [`recv`](Self::recv) for hand-written futures and bodies.
+    pub fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<CallItem>> {
+        match self.first.take() {
+            Some(f) => std::task::Poll::Ready(Some(f)),
+            None => self.rx.poll_recv(cx),
+        }
+    }
 }
 
 /// `/pkg.Service/Method` split into its service and method parts.

@@ -12,7 +12,9 @@ pub mod status;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -80,10 +82,13 @@ pub struct K8sProxy {
 #[derive(Debug)]
 struct Inner {
     opts: K8sProxyOptions,
+    /// kas's `Via` entry, `gRPC/1.0 gitlab-kas/<version>/<commit>`.
+    via: String,
     gitlab: Arc<dyn GitLabApi>,
     router: Router,
-    jobs: Cache<Result<AllowedAgentsForJob, GitLabError>>,
-    users: Cache<Result<AuthorizeProxyUser, GitLabError>>,
+    /// Shared answers: a cache hit is a reference count, not a copy of the job's allowed agents.
+    jobs: Cache<Arc<Result<AllowedAgentsForJob, GitLabError>>>,
+    users: Cache<Arc<Result<AuthorizeProxyUser, GitLabError>>>,
 }
 
 /// A refusal before anything was forwarded.
@@ -95,7 +100,8 @@ fn refuse(code: StatusCode, detail: &str) -> Refusal {
 
 impl K8sProxy {
     pub fn new(gitlab: Arc<dyn GitLabApi>, router: Router, opts: K8sProxyOptions) -> Self {
-        Self { inner: Arc::new(Inner { opts, gitlab, router, jobs: Cache::default(), users: Cache::default() }) }
+        let via = format!("gRPC/1.0 gitlab-kas/{}/{}", opts.version, opts.commit);
+        Self { inner: Arc::new(Inner { opts, via, gitlab, router, jobs: Cache::default(), users: Cache::default() }) }
     }
 
     /// Serves HTTP/1.1 and HTTP/2 (with upgrades) on `listener` until `shutdown`.
@@ -189,7 +195,7 @@ impl K8sProxy {
             headers.remove(h);
         }
         http_meta::strip_hop_by_hop(&mut headers);
-        http_meta::append_via(&mut headers, &format!("gRPC/1.0 gitlab-kas/{}/{}", opts.version, opts.commit));
+        http_meta::append_via(&mut headers, &self.inner.via);
         query.remove("gitlab-agent-id");
         query.remove("gitlab-csrf-token");
         let content_length =
@@ -215,45 +221,56 @@ impl K8sProxy {
         let msg = |m| Bytes::from(prost::Message::encode_to_vec(&HttpRequest { message: Some(m) }));
         let _ = req_tx.send(msg(http_request::Message::Header(header))).await;
         let (upgraded_tx, upgraded_rx) = tokio::sync::oneshot::channel::<ReadHalf<TokioIo<hyper::upgrade::Upgraded>>>();
-        let body_tx = req_tx.clone();
-        tokio::spawn(async move {
-            let mut body = body;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(f) => {
-                        if let Ok(d) = f.into_data()
-                            && body_tx
-                                .send(msg(http_request::Message::Data(http_request::Data { data: d.to_vec() })))
-                                .await
-                                .is_err()
-                        {
-                            return;
+        let may_upgrade = on_upgrade.is_some();
+        // The half-close (`CloseSend`) follows once the agent's response header is here (when this
+        // function returns), or after the upgraded connection's bytes.
+        let mut half_close = None;
+        if !may_upgrade && http_body::Body::is_end_stream(&body) {
+            // No body and no upgrade (most GETs): the trailer goes at once, without a task to read an
+            // empty body. The channel has room for both messages.
+            let _ = req_tx.try_send(msg(http_request::Message::Trailer(http_request::Trailer {})));
+            half_close = Some(req_tx.clone());
+        } else {
+            let body_tx = req_tx.clone();
+            tokio::spawn(async move {
+                let mut body = body;
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(f) => {
+                            if let Ok(d) = f.into_data()
+                                && body_tx
+                                    .send(msg(http_request::Message::Data(http_request::Data { data: d.to_vec() })))
+                                    .await
+                                    .is_err()
+                            {
+                                return;
+                            }
                         }
-                    }
-                    Err(_) => return,
-                }
-            }
-            if body_tx.send(msg(http_request::Message::Trailer(http_request::Trailer {}))).await.is_err() {
-                return;
-            }
-            // After the 101, the client's bytes follow as UpgradeData.
-            let Ok(mut io) = upgraded_rx.await else { return };
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                use tokio::io::AsyncReadExt;
-                match io.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        let m = msg(http_request::Message::UpgradeData(http_request::UpgradeData {
-                            data: buf[..n].to_vec(),
-                        }));
-                        if body_tx.send(m).await.is_err() {
-                            return;
-                        }
+                        Err(_) => return,
                     }
                 }
-            }
-        });
+                if body_tx.send(msg(http_request::Message::Trailer(http_request::Trailer {}))).await.is_err() {
+                    return;
+                }
+                // After the 101, the client's bytes follow as UpgradeData.
+                let Ok(mut io) = upgraded_rx.await else { return };
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    use tokio::io::AsyncReadExt;
+                    match io.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            let m = msg(http_request::Message::UpgradeData(http_request::UpgradeData {
+                                data: buf[..n].to_vec(),
+                            }));
+                            if body_tx.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
         drop(req_tx);
 
         let call = OutboundCall::new(MAKE_REQUEST, Default::default(), req_rx);
@@ -277,72 +294,19 @@ impl K8sProxy {
         cors::strip_upstream(&mut resp_headers);
         resp_headers.remove(http::header::SERVER);
         http_meta::strip_hop_by_hop(&mut resp_headers);
-        http_meta::append_via(&mut resp_headers, &format!("gRPC/1.0 gitlab-kas/{}/{}", opts.version, opts.commit));
+        http_meta::append_via(&mut resp_headers, &self.inner.via);
 
-        let (frames_tx, frames_rx) =
-            mpsc::channel::<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(16);
         let upgrading = code == StatusCode::SWITCHING_PROTOCOLS && on_upgrade.is_some();
-        let (down_tx, mut down_rx) = mpsc::channel::<Bytes>(16);
-        tokio::spawn(async move {
-            let mut frames_tx = Some(frames_tx);
-            loop {
-                let m = match stream.message().await {
-                    Ok(Some(m)) => m,
-                    Ok(None) => return,
-                    Err(s) => {
-                        if let Some(tx) = &frames_tx {
-                            let _ = tx.send(Err(format!("agent: {}", s.message()).into())).await;
-                        }
-                        return;
-                    }
-                };
-                let Some(m) = m.message else { return };
-                let f = match &m {
-                    http_response::Message::Header(_) => 1,
-                    http_response::Message::Data(_) => 2,
-                    http_response::Message::Trailer(_) => 3,
-                    http_response::Message::UpgradeData(_) => 4,
-                };
-                if let Err(e) = order.accept(f) {
-                    if let Some(tx) = &frames_tx {
-                        let _ = tx.send(Err(e.to_string().into())).await;
-                    }
-                    return;
-                }
-                match m {
-                    http_response::Message::Data(d) => {
-                        if let Some(tx) = &frames_tx
-                            && tx.send(Ok(Frame::data(Bytes::from(d.data)))).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    http_response::Message::Trailer(_) => frames_tx = None,
-                    http_response::Message::UpgradeData(d) => {
-                        if down_tx.send(Bytes::from(d.data)).await.is_err() {
-                            return;
-                        }
-                    }
-                    http_response::Message::Header(_) => return,
-                }
-            }
-        });
-        if upgrading && let Some(on_upgrade) = on_upgrade {
-            tokio::spawn(async move {
-                let Ok(upgraded) = on_upgrade.await else { return };
-                let (rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
-                let _ = upgraded_tx.send(rd);
-                while let Some(b) = down_rx.recv().await {
-                    if wr.write_all(&b).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = wr.shutdown().await;
-            });
-        }
-        let mut resp = http::Response::new(StreamBody::new(ReceiverStream::new(frames_rx)).boxed_unsync());
+        let body = if upgrading {
+            self::upgrade_pump(stream, order, on_upgrade, upgraded_tx)
+        } else {
+            // The common case: hyper polls the call's events directly, no pump task in between.
+            ResponseBody { events: Some(stream.events), order }.boxed_unsync()
+        };
+        let mut resp = http::Response::new(body);
         *resp.status_mut() = code;
         *resp.headers_mut() = resp_headers;
+        drop(half_close);
         Ok(resp)
     }
 
@@ -354,12 +318,12 @@ impl K8sProxy {
                 let answer = match self.inner.jobs.get(&key) {
                     Some(a) => a,
                     None => {
-                        let a = self.inner.gitlab.allowed_agents_for_job(job_token).await;
+                        let a = Arc::new(self.inner.gitlab.allowed_agents_for_job(job_token).await);
                         self.inner.jobs.put(key, a.clone(), if a.is_ok() { cache::TTL } else { cache::ERROR_TTL });
                         a
                     }
                 };
-                let job = answer.map_err(|e| match e {
+                let job = answer.as_ref().as_ref().map_err(|e| match e {
                     GitLabError::Unauthorized => refuse(StatusCode::UNAUTHORIZED, "CI job token is not valid"),
                     GitLabError::Forbidden => refuse(StatusCode::FORBIDDEN, "CI job is not allowed to use the agent"),
                     GitLabError::NotFound => refuse(StatusCode::NOT_FOUND, "CI job not found"),
@@ -370,7 +334,7 @@ impl K8sProxy {
                     .iter()
                     .find(|a| a.id == agent_id)
                     .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "agentId is not allowed"))?;
-                Ok(identity::for_ci_job(&job, agent))
+                Ok(identity::for_ci_job(job, agent))
             }
             Credentials::Pat { token, .. } => {
                 self.authorize_user(agent_id, AccessType::PersonalAccessToken, token, "").await
@@ -392,17 +356,179 @@ impl K8sProxy {
         let answer = match self.inner.users.get(&cache_key) {
             Some(a) => a,
             None => {
-                let a = self.inner.gitlab.authorize_proxy_user(agent_id, access_type, key, csrf).await;
+                let a = Arc::new(self.inner.gitlab.authorize_proxy_user(agent_id, access_type, key, csrf).await);
                 self.inner.users.put(cache_key, a.clone(), if a.is_ok() { cache::TTL } else { cache::ERROR_TTL });
                 a
             }
         };
-        let auth = answer.map_err(|e| match e {
+        let auth = answer.as_ref().as_ref().map_err(|e| match e {
             GitLabError::Unavailable(m) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("GitLab: {m}")),
             _ => refuse(StatusCode::UNAUTHORIZED, "user is not authorized to access the agent"),
         })?;
-        Ok(identity::for_user(&auth, access_type))
+        Ok(identity::for_user(auth, access_type))
     }
+}
+
+/// The response of a 101 with an upgrade: a task pumps the call's events, Data into the body (until
+/// the trailer) and UpgradeData into the upgraded connection.
+fn upgrade_pump(
+    mut stream: Responses,
+    mut order: Checker,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upgraded_tx: tokio::sync::oneshot::Sender<ReadHalf<TokioIo<hyper::upgrade::Upgraded>>>,
+) -> ProxyBody {
+    let (frames_tx, frames_rx) = mpsc::channel::<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(16);
+    let (down_tx, mut down_rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let mut frames_tx = Some(frames_tx);
+        loop {
+            let m = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(s) => {
+                    if let Some(tx) = &frames_tx {
+                        let _ = tx.send(Err(format!("agent: {}", s.message()).into())).await;
+                    }
+                    return;
+                }
+            };
+            let Some(m) = m.message else { return };
+            let f = match &m {
+                http_response::Message::Header(_) => 1,
+                http_response::Message::Data(_) => 2,
+                http_response::Message::Trailer(_) => 3,
+                http_response::Message::UpgradeData(_) => 4,
+            };
+            if let Err(e) = order.accept(f) {
+                if let Some(tx) = &frames_tx {
+                    let _ = tx.send(Err(e.to_string().into())).await;
+                }
+                return;
+            }
+            match m {
+                http_response::Message::Data(d) => {
+                    if let Some(tx) = &frames_tx
+                        && tx.send(Ok(Frame::data(Bytes::from(d.data)))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                http_response::Message::Trailer(_) => frames_tx = None,
+                http_response::Message::UpgradeData(d) => {
+                    if down_tx.send(Bytes::from(d.data)).await.is_err() {
+                        return;
+                    }
+                }
+                http_response::Message::Header(_) => return,
+            }
+        }
+    });
+    if let Some(on_upgrade) = on_upgrade {
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let (rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = upgraded_tx.send(rd);
+            while let Some(b) = down_rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+    }
+    StreamBody::new(ReceiverStream::new(frames_rx)).boxed_unsync()
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The response body of a call that did not upgrade: hyper polls the call's events directly. Same
+/// outcomes as a pump task would give: Data messages become body chunks, an agent or tunnel failure
+/// or a message out of order fails the body, the agent's trailer (or the call ending) ends it.
+struct ResponseBody {
+    /// `None` once the body has ended.
+    events: Option<CallEvents>,
+    order: Checker,
+}
+
+impl ResponseBody {
+    fn fail(&mut self, e: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.events = None;
+        Poll::Ready(Some(Err(e)))
+    }
+
+    fn end(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.events = None;
+        Poll::Ready(None)
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(events) = &mut this.events else { return Poll::Ready(None) };
+            let m = match events.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return this.end(),
+                Poll::Ready(Some(Err(s))) => return this.fail(format!("agent: {}", s.message()).into()),
+                Poll::Ready(Some(Ok(CallEvent::Header(_) | CallEvent::Trailer(_)))) => continue,
+                Poll::Ready(Some(Ok(CallEvent::Error(s)))) => {
+                    let s = crate::grpc::status::from_proto(&s);
+                    return this.fail(format!("agent: {}", s.message()).into());
+                }
+                Poll::Ready(Some(Ok(CallEvent::Message(m)))) => m,
+            };
+            let m = match <HttpResponse as prost::Message>::decode(m) {
+                Ok(m) => m,
+                Err(e) => return this.fail(format!("agent: HttpResponse: {e}").into()),
+            };
+            let Some(m) = m.message else { return this.end() };
+            let f = match &m {
+                http_response::Message::Header(_) => 1,
+                http_response::Message::Data(_) => 2,
+                http_response::Message::Trailer(_) => 3,
+                http_response::Message::UpgradeData(_) => 4,
+            };
+            if let Err(e) = this.order.accept(f) {
+                return this.fail(e.to_string().into());
+            }
+            match m {
+                http_response::Message::Data(d) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(d.data))))),
+                http_response::Message::Trailer(_) => {
+                    // The body is complete. The rest of the call (the agent's gRPC trailer, then the
+                    // end) is still drained, so that kas does not cancel a call that succeeded.
+                    if let Some(events) = this.events.take() {
+                        drain(events, cx);
+                    }
+                    return Poll::Ready(None);
+                }
+                // Not upgrading: upgrade bytes have nowhere to go, the call ends.
+                http_response::Message::UpgradeData(_) | http_response::Message::Header(_) => return this.end(),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.events.is_none()
+    }
+}
+
+/// Reads a finished response's remaining gRPC metadata events up to the end of the call: inline as far
+/// as they are already there, in a task otherwise. Anything else ends the call.
+fn drain(mut events: CallEvents, cx: &mut Context<'_>) {
+    loop {
+        match events.poll_recv(cx) {
+            Poll::Ready(Some(Ok(CallEvent::Header(_) | CallEvent::Trailer(_)))) => {}
+            Poll::Ready(_) => return,
+            Poll::Pending => break,
+        }
+    }
+    tokio::spawn(
+        async move { while let Some(Ok(CallEvent::Header(_) | CallEvent::Trailer(_))) = events.recv().await {} },
+    );
 }
 
 /// The full method name of `KubernetesApi/MakeRequest`.
