@@ -22,7 +22,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::run::ClusterRun;
-use crate::standin::{KAS_SECRET, StandIn, StandInError};
+use crate::standin::{KAS_SECRET, StandIn, StandInError, serve_gitlab};
 
 /// The context the stand-in names in CI kubeconfigs: `<config project path>:<agent name>`.
 pub const CI_CONTEXT: &str = "kasim/agents:conformance";
@@ -118,17 +118,7 @@ impl AgentStack {
         let gitlab_addr = gl_listener.local_addr().map_err(|e| StackError::Bind("GitLab stand-in", e))?.to_string();
         let served = setup.gitlab.clone();
         let stop = shutdown.clone();
-        tokio::spawn(async move {
-            stop.run_until_cancelled(async move {
-                while let Ok((s, _)) = gl_listener.accept().await {
-                    let gl = served.clone();
-                    tokio::spawn(async move {
-                        let _ = gl.serve_connection(s).await;
-                    });
-                }
-            })
-            .await
-        });
+        tokio::spawn(async move { stop.run_until_cancelled(serve_gitlab(served, gl_listener)).await });
 
         let kas = Kas::new(
             Arc::new(HttpGitLab::new(Arc::new(TcpConnector), &gitlab_addr, KAS_SECRET.to_vec(), Arc::new(SystemClock))),

@@ -79,11 +79,16 @@ impl StandIn {
 
     /// Serves the stand-in on `listener` until the task is dropped.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
-        while let Ok((s, _)) = listener.accept().await {
-            let gl = self.gitlab.clone();
-            tokio::spawn(async move {
-                let _ = gl.serve_connection(s).await;
-            });
-        }
+        serve_gitlab(self.gitlab, listener).await;
+    }
+}
+
+/// Serves `gitlab`'s HTTP API on `listener`, a task per connection, until the task is dropped.
+pub async fn serve_gitlab(gitlab: GitLab, listener: tokio::net::TcpListener) {
+    while let Ok((s, _)) = listener.accept().await {
+        let gl = gitlab.clone();
+        tokio::spawn(async move {
+            let _ = gl.serve_connection(s).await;
+        });
     }
 }

@@ -19,13 +19,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use kasim_conformance::helm::{self, Release};
 use kasim_conformance::standin::{KAS_SECRET, WallClock};
 use kasim_conformance::{AgentStack, AgentkPlacement, ClusterBackend, ClusterRun, GitLabSetup, RunOptions};
+use kasim_core::http_client;
+use kasim_core::transport::Dialer;
+use kasim_core::transport::tcp::TcpConnector;
 use kasim_gitlab::{GitLab, Settings};
+use kasim_sim::client::HttpCall;
 use serde_json::Value;
 
 use crate::credentials;
@@ -187,12 +188,18 @@ pub async fn run(
     if let Some(why) = unsupported_step(&l.spec) {
         return early(l, version, Status::Fail, why, derived);
     }
-    let objects: Result<Vec<Value>, String> = l.spec.cluster.objects.iter().map(to_json).collect();
-    let map = match objects.and_then(|o| NamespaceMap::new(&o, &ns).map(|m| (m, o)).map_err(|e| e.to_string())) {
+    let mapped = l
+        .spec
+        .cluster
+        .objects
+        .iter()
+        .map(to_json)
+        .collect::<Result<Vec<Value>, String>>()
+        .and_then(|objects| Ok((NamespaceMap::new(&objects, &ns).map_err(|e| e.to_string())?, objects)));
+    let (map, objects) = match mapped {
         Ok(m) => m,
         Err(e) => return early(l, version, Status::Fail, format!("{}: {e}", l.file), derived),
     };
-    let (map, objects) = map;
     derived.insert("namespace.mapped".into(), format!("{} -> {ns}", map.scenario_namespace()));
 
     let run = match ClusterRun::create(backend.access(), RunOptions::new(ns.trim_start_matches("kasim-"))).await {
@@ -417,10 +424,7 @@ impl Ctx<'_> {
             Err(_) => a.error = Some(format!("no outcome within {}s", timeout.as_secs_f64())),
             Ok(Err(e)) => a.error = Some(e),
             Ok(Ok(resp)) => {
-                let body = self.map.back(&resp.body);
-                a.status = Some(resp.status);
-                a.message = status_message(&body);
-                a.body = body.chars().take(2048).collect();
+                a.record_response(resp.status, &self.map.back(&resp.body));
                 // kas's own answers never reached the API server: no identity (as in the simulator,
                 // whose API server audit has no entry for them).
                 if !a.message.as_deref().is_some_and(|m| m.starts_with("GitLab Agent Server")) {
@@ -466,14 +470,9 @@ impl Ctx<'_> {
     }
 }
 
-/// The `message` of a Kubernetes `Status` body.
-fn status_message(body: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(body).ok()?;
-    (v["kind"] == "Status").then(|| v["message"].as_str().map(str::to_owned)).flatten()
-}
-
-/// One HTTP/1.1 request on a fresh loopback connection to kas's proxy; reads the whole body.
-/// `authority` may carry a path prefix (`host:port/k8s-proxy`).
+/// One HTTP/1.1 request to kas's proxy on a fresh connection (built as the simulator's CI client
+/// builds it, sent with core's one-shot client); reads the whole body. `authority` may carry a path
+/// prefix (`host:port/k8s-proxy`).
 async fn send(
     authority: &str,
     method: &str,
@@ -482,22 +481,17 @@ async fn send(
     body: Option<String>,
 ) -> Result<Response, String> {
     let (host, prefix) = authority.split_once('/').map_or((authority, String::new()), |(h, p)| (h, format!("/{p}")));
-    let io = tokio::net::TcpStream::connect(host).await.map_err(|e| format!("connect {host}: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    let mut req = http::Request::builder().method(method).uri(format!("{prefix}{path}")).header("host", host);
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(|e| format!("request: {e}"))?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-    Ok(Response { status, body: String::from_utf8_lossy(&body).into_owned() })
+    let call = HttpCall {
+        authority: host.to_owned(),
+        method: method.to_owned(),
+        path: format!("{prefix}{path}"),
+        headers: headers.to_vec(),
+        body,
+        timeout: Duration::ZERO, // unused here: the caller applies the wall-clock timeout
+    };
+    let dialer: Dialer = Arc::new(TcpConnector);
+    let resp = http_client::send(&dialer, host, call.request()?).await.map_err(|e| e.to_string())?;
+    Ok(Response { status: resp.status.as_u16(), body: String::from_utf8_lossy(&resp.body).into_owned() })
 }
 
 /// The agentk image a Helm install uses: `image.repository` and `image.tag` from the `--set`

@@ -85,6 +85,18 @@ pub struct Actual {
     pub body: String,
 }
 
+impl Actual {
+    /// Records a response: its status, the `message` of a Kubernetes `Status` body, and the body
+    /// cut to 2 KiB.
+    pub fn record_response(&mut self, status: u16, body: &str) {
+        self.status = Some(status);
+        self.message = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| (v["kind"] == "Status").then(|| v["message"].as_str().map(str::to_owned)).flatten());
+        self.body = body.chars().take(2048).collect();
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub step: String,

@@ -300,12 +300,8 @@ fn request(
     let a = &mut outcome.actual;
     match got {
         HttpOutcome::Response { status, body, elapsed } => {
-            a.status = Some(status);
             a.latency_ms = elapsed.as_millis();
-            a.message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| (v["kind"] == "Status").then(|| v["message"].as_str().map(str::to_owned)).flatten());
-            a.body = body.chars().take(2048).collect();
+            a.record_response(status, &body);
         }
         HttpOutcome::Error { error, elapsed } => {
             a.error = Some(error);

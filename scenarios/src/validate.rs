@@ -77,6 +77,9 @@ fn check(s: &ScenarioFile, e: &mut Errors<'_>) -> Vec<KubeVersion> {
     if s.name.trim().is_empty() {
         e.at("name", "must not be empty");
     }
+    if s.sim_only.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        e.at("sim_only", "must give the reason the scenario needs the simulator (cluster reports show it)");
+    }
     let mut versions = vec![];
     match &s.kubernetes_versions {
         None => versions.extend(SUPPORTED),

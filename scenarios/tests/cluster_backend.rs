@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use kasim_apiserver::{ApiServer, KubeVersion, UserInfo};
 use serde_json::Value;
 
@@ -62,16 +61,14 @@ async fn kasim(args: &[&str], kubeconfig: Option<&Path>) -> (i32, String, String
 
 /// GET as the admin, straight to the model.
 async fn admin_get(addr: SocketAddr, path: &str) -> Value {
-    let io = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
-    tokio::spawn(conn);
     let req = http::Request::get(path)
         .header("host", "model")
         .header("authorization", format!("Bearer {ADMIN}"))
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = tx.send_request(req).await.unwrap();
-    serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    let dialer: kasim_core::transport::Dialer = std::sync::Arc::new(kasim_core::transport::tcp::TcpConnector);
+    let resp = kasim_core::http_client::send(&dialer, &addr.to_string(), req).await.unwrap();
+    serde_json::from_slice(&resp.body).unwrap()
 }
 
 /// Names of the items at `path` that mention a kasim run.

@@ -152,3 +152,12 @@ fn sim_only_on_a_cluster_step_is_caught() {
     let l = load_str("t.yaml", &long).unwrap();
     assert!(kasim_scenarios::cluster::unsupported_step(&l.spec).unwrap().contains("advance longer than 60s"));
 }
+
+#[test]
+fn sim_only_must_give_a_reason() {
+    let t = GOOD.replace("name: t\n", "name: t\nsim_only: \"  \"\n");
+    assert_eq!(
+        errors(&t),
+        ["t.yaml:2:1: sim_only: must give the reason the scenario needs the simulator (cluster reports show it)"]
+    );
+}

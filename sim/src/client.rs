@@ -15,13 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use kasim_core::kas::router::Router;
 use kasim_core::kas::tracker::StaticTracker;
 use kasim_core::proto::grpctool::test::testing_client::TestingClient;
 use kasim_core::proto::grpctool::test::{HoldRequest, Request as TestRequest};
-use kasim_core::transport::Connect;
 use kasim_core::tunnel::registry::{AgentId, Registry};
 use tokio::sync::watch;
 
@@ -167,26 +165,28 @@ pub struct ClientConfig {
     pub time: SimTime,
 }
 
-/// Sends one HTTP/1.1 request on a fresh connection and reads the whole body.
+impl HttpCall {
+    /// The request as sent: `host`, then `headers` in order, and a JSON body with its content type.
+    pub fn request(&self) -> Result<http::Request<Full<Bytes>>, String> {
+        let mut req = http::Request::builder().method(self.method.as_str()).uri(self.path.as_str());
+        req = req.header("host", self.authority.as_str());
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if self.body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        req.body(Full::new(Bytes::from(self.body.clone().unwrap_or_default()))).map_err(|e| format!("request: {e}"))
+    }
+}
+
+/// Sends one HTTP/1.1 request on a fresh connection (core's one-shot client over the simulated
+/// network) and reads the whole body.
 async fn send(call: &HttpCall) -> Result<(u16, String), String> {
-    let io = SimConnector.connect(&call.authority).await.map_err(|e| format!("connect {}: {e}", call.authority))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    let mut req = http::Request::builder().method(call.method.as_str()).uri(call.path.as_str());
-    req = req.header("host", call.authority.as_str());
-    for (k, v) in &call.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let body = call.body.clone().unwrap_or_default();
-    if call.body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| format!("request: {e}"))?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let dialer: kasim_core::transport::Dialer = Arc::new(SimConnector);
+    let resp =
+        kasim_core::http_client::send(&dialer, &call.authority, call.request()?).await.map_err(|e| e.to_string())?;
+    Ok((resp.status.as_u16(), String::from_utf8_lossy(&resp.body).into_owned()))
 }
 
 impl ClientConfig {

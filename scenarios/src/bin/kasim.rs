@@ -485,6 +485,12 @@ fn agentk_mode(args: &ClusterArgs) -> Result<cluster::AgentkMode, String> {
                     format!("grpc://{gw}:{}", args.kas_listen.port())
                 }
             };
+            if !(kas_address.starts_with("grpc://") || kas_address.starts_with("grpcs://")) {
+                return Err(format!("--kas-address {kas_address:?}: want grpc://host:port or grpcs://host:port"));
+            }
+            if let Some(bad) = args.sets.iter().find(|s| !s.contains('=')) {
+                return Err(format!("--set {bad:?}: want key=value"));
+            }
             Ok(cluster::AgentkMode::Helm { chart, sets: args.sets.clone(), kas_listen: args.kas_listen, kas_address })
         }
         other => Err(format!("--agentk {other:?}: want in-process or helm")),
