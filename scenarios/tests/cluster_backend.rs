@@ -222,4 +222,13 @@ async fn without_a_cluster_the_backend_says_why_in_one_line() {
     let (code, _, err) =
         kasim(&["run", "--backend", "cluster", "k8s-versions.yaml", "--set", "image.tag=x"], None).await;
     assert_eq!((code, err.trim()), (2, "error: --chart, --set and --kas-address need --agentk helm"));
+    let helm = ["run", "--backend", "cluster", "k8s-versions.yaml", "--agentk", "helm"];
+    let (code, _, err) = kasim(&[&helm[..], &["--kas-address", "http://10.0.0.1:8150"]].concat(), None).await;
+    assert_eq!(
+        (code, err.trim()),
+        (2, "error: --kas-address \"http://10.0.0.1:8150\": want grpc://host:port or grpcs://host:port")
+    );
+    let (code, _, err) =
+        kasim(&[&helm[..], &["--kas-address", "grpc://h:1", "--set", "image.tag"]].concat(), None).await;
+    assert_eq!((code, err.trim()), (2, "error: --set \"image.tag\": want key=value"));
 }

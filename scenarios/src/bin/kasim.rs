@@ -471,7 +471,6 @@ fn agentk_mode(args: &ClusterArgs) -> Result<cluster::AgentkMode, String> {
             Ok(cluster::AgentkMode::InProcess)
         }
         "helm" => {
-            cluster::helm_ready()?;
             let chart = args.chart.clone().unwrap_or_else(kasim_conformance::helm::default_chart);
             if !chart.join("Chart.yaml").exists() {
                 return Err(format!("--chart {}: no Chart.yaml there", chart.display()));
@@ -491,6 +490,7 @@ fn agentk_mode(args: &ClusterArgs) -> Result<cluster::AgentkMode, String> {
             if let Some(bad) = args.sets.iter().find(|s| !s.contains('=')) {
                 return Err(format!("--set {bad:?}: want key=value"));
             }
+            cluster::helm_ready()?;
             Ok(cluster::AgentkMode::Helm { chart, sets: args.sets.clone(), kas_listen: args.kas_listen, kas_address })
         }
         other => Err(format!("--agentk {other:?}: want in-process or helm")),
